@@ -1,0 +1,54 @@
+"""`mallrec`: the one command-line entry point.
+
+The root only assembles subcommands; each side registers its own (`training.cli` for train,
+evaluate, tune, synth; `service.cli_commands` for serve, recommend, demo, rules). Heavy imports
+(implicit, faiss, grpc) happen inside the commands, so `mallrec --help` is instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# implicit/OpenBLAS oversubscribe cores when both thread pools spin; set before numpy loads BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from service.errors import MallrecError  # noqa: E402
+
+app = typer.Typer(
+    name="mallrec",
+    help="Recommendations for a brand's member mall: train models offline, serve slots over gRPC.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from training import cli as training_cli
+
+    training_cli.register(app)
+    try:
+        from service import cli_commands
+    except ImportError as e:  # pragma: no cover - only while the service side is absent
+        if "cli_commands" not in str(e):
+            raise
+    else:
+        cli_commands.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except MallrecError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,360 @@
+"""The model bundle: the one contract between the trainer and the service.
+
+A bundle is a directory of plain files (NumPy arrays, Parquet tables, a FAISS index, an optional
+ONNX re-ranker) described by ``manifest.json``. The trainer writes it with :func:`publish`; the
+service reads it with :func:`load`. Both sides import this module and nothing else of each other.
+
+Layout of ``MODELS_DIR``::
+
+    MODELS_DIR/
+      CURRENT                     one line: the version the service should serve
+      versions/<version>/         one complete bundle (see FILES)
+      versions/.incoming-<...>/   a bundle being written (never read)
+
+Publishing writes the whole bundle beside the live ones, fsyncs it, renames the directory into
+``versions/`` and only then replaces ``CURRENT`` (``os.replace`` is atomic), so a reader never sees
+half a bundle. Every file's SHA-256 is in the manifest; :func:`load` checks them, so a truncated or
+corrupt bundle is rejected instead of served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from service.errors import MallrecError
+
+SCHEMA_VERSION = 1
+CURRENT_FILE = "CURRENT"
+VERSIONS_DIR = "versions"
+MANIFEST = "manifest.json"
+
+#: Event types in the order of their bit in ``history_events`` (bit 0 = view ... bit 4 = purchase).
+EVENT_TYPES: tuple[str, ...] = ("view", "click", "fav", "cart", "purchase")
+EVENT_BIT = {name: 1 << i for i, name in enumerate(EVENT_TYPES)}
+
+# Numeric arrays, saved as .npy. Name -> (dtype, required).
+ARRAYS: dict[str, tuple[str, bool]] = {
+    "item_factors": ("float32", True),  # [n_items, f]
+    "member_factors": ("float32", True),  # [n_members, f]
+    "popularity_global": ("float32", True),  # [n_items] time-decayed weighted interactions
+    "popularity_trending": ("float32", True),  # [n_items] recent-window growth score
+    "neighbour_items": ("int32", True),  # [n_items, k] item-to-item neighbours (-1 = none)
+    "neighbour_scores": ("float32", True),  # [n_items, k] cosine similarity
+    "history_indptr": ("int64", True),  # CSR over members: member i owns [indptr[i], indptr[i+1])
+    "history_items": ("int32", True),  # item index per history entry
+    "history_last_ts": ("int64", True),  # last event time (seconds) per entry
+    "history_events": ("uint8", True),  # bit mask of event types seen (EVENT_BIT)
+    "history_purchases": ("int32", True),  # purchase count per entry
+    "history_first_purchase_ts": ("int64", True),  # first purchase time, -1 when never bought
+}
+ITEMS_TABLE = "items.parquet"  # item_id, category, brand, price, stock, on_shelf, launched_at, tags
+MEMBERS_TABLE = "members.parquet"  # member_id, tier, points
+FAISS_INDEX = "items.faiss"
+RERANKER = "reranker.onnx"
+
+
+class BundleError(MallrecError):
+    """A bundle that cannot be served: missing, corrupt or from an unknown schema."""
+
+
+@dataclass
+class ItemTable:
+    """Item attributes the service filters and boosts on (index = internal item index)."""
+
+    item_id: np.ndarray  # str
+    category: np.ndarray  # str ('' = unknown)
+    brand: np.ndarray  # str ('' = unknown)
+    price: np.ndarray  # float64 (nan = unknown)
+    stock: np.ndarray  # int64 (-1 = unknown, treated as in stock)
+    on_shelf: np.ndarray  # bool (unknown = True)
+    launched_at: np.ndarray  # int64 seconds (-1 = unknown)
+    tags: np.ndarray  # str, space separated
+
+    def __len__(self) -> int:
+        return len(self.item_id)
+
+    def to_arrow(self) -> pa.Table:
+        return pa.table({name: getattr(self, name) for name in ITEM_COLUMNS})
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> ItemTable:
+        cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in ITEM_COLUMNS}
+        cols["on_shelf"] = cols["on_shelf"].astype(bool)
+        return cls(**cols)
+
+
+ITEM_COLUMNS = ("item_id", "category", "brand", "price", "stock", "on_shelf", "launched_at", "tags")
+
+
+@dataclass
+class MemberTable:
+    member_id: np.ndarray  # str
+    tier: np.ndarray  # str ('' = unknown)
+    points: np.ndarray  # float64 (nan = unknown)
+
+    def __len__(self) -> int:
+        return len(self.member_id)
+
+
+@dataclass
+class Bundle:
+    """Everything one model version holds. Arrays are read-only once loaded."""
+
+    manifest: dict[str, Any]
+    items: ItemTable
+    members: MemberTable
+    arrays: dict[str, np.ndarray]
+    faiss_index: Any = None  # faiss.Index (the service searches it; the trainer builds it)
+    reranker_onnx: bytes | None = None
+    path: Path | None = None
+    _item_index: dict[str, int] | None = field(default=None, repr=False)
+    _member_index: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        # bundle.item_factors etc.: the arrays read like attributes.
+        arrays = self.__dict__.get("arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        if self._item_index is None:
+            self._item_index = {str(k): i for i, k in enumerate(self.items.item_id.tolist())}
+        return self._item_index
+
+    @property
+    def member_index(self) -> dict[str, int]:
+        if self._member_index is None:
+            self._member_index = {str(k): i for i, k in enumerate(self.members.member_id.tolist())}
+        return self._member_index
+
+    def history(self, member: int) -> slice:
+        """Slice of the history_* arrays that belongs to member index ``member``."""
+        return slice(int(self.history_indptr[member]), int(self.history_indptr[member + 1]))
+
+    def validate(self) -> None:
+        """Check shapes agree; raise BundleError naming what does not."""
+        n_items, n_members = len(self.items), len(self.members)
+        a = self.arrays
+        checks = [
+            ("item_factors rows", a["item_factors"].shape[0], n_items),
+            ("member_factors rows", a["member_factors"].shape[0], n_members),
+            ("factor dims", a["member_factors"].shape[1], a["item_factors"].shape[1]),
+            ("popularity_global", len(a["popularity_global"]), n_items),
+            ("popularity_trending", len(a["popularity_trending"]), n_items),
+            ("neighbour_items rows", a["neighbour_items"].shape[0], n_items),
+            ("neighbour_scores shape", a["neighbour_scores"].shape, a["neighbour_items"].shape),
+            ("history_indptr", len(a["history_indptr"]), n_members + 1),
+        ]
+        n_hist = int(a["history_indptr"][-1]) if len(a["history_indptr"]) else 0
+        for name in ("history_items", "history_last_ts", "history_events", "history_purchases",
+                     "history_first_purchase_ts"):
+            checks.append((name, len(a[name]), n_hist))
+        for what, got, want in checks:
+            if got != want:
+                raise BundleError(f"bundle {self.version}: {what} is {got}, expected {want}")
+        if self.faiss_index is not None and self.faiss_index.ntotal != n_items:
+            raise BundleError(f"bundle {self.version}: FAISS index holds {self.faiss_index.ntotal} "
+                              f"vectors for {n_items} items")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def new_version() -> str:
+    """Sortable, unique version id: UTC time plus a short random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, write) -> None:
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
+    """Write ``bundle`` into MODELS_DIR atomically and point CURRENT at it.
+
+    Returns the published directory. Older versions beyond ``keep`` are removed (never the one
+    CURRENT pointed to before, so a service still reading it is safe).
+    """
+    import faiss  # the trainer has it; imported here so load() users without an index skip it
+
+    models_dir = Path(models_dir)
+    versions = models_dir / VERSIONS_DIR
+    versions.mkdir(parents=True, exist_ok=True)
+    version = bundle.manifest.get("version") or new_version()
+    bundle.manifest["version"] = version
+    bundle.manifest["schema_version"] = SCHEMA_VERSION
+    bundle.manifest.setdefault("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    bundle.validate()
+
+    tmp = versions / f".incoming-{version}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        for name, (dtype, required) in ARRAYS.items():
+            if name not in bundle.arrays:
+                if required:
+                    raise BundleError(f"bundle is missing array {name!r}")
+                continue
+            arr = np.ascontiguousarray(bundle.arrays[name], dtype=dtype)
+            _write_file(tmp / f"{name}.npy", lambda f, arr=arr: np.save(f, arr, allow_pickle=False))
+        _write_file(tmp / ITEMS_TABLE, lambda f: pq.write_table(bundle.items.to_arrow(), f))
+        members = pa.table({"member_id": bundle.members.member_id, "tier": bundle.members.tier,
+                            "points": bundle.members.points})
+        _write_file(tmp / MEMBERS_TABLE, lambda f: pq.write_table(members, f))
+        if bundle.faiss_index is not None:
+            faiss.write_index(bundle.faiss_index, str(tmp / FAISS_INDEX))
+        if bundle.reranker_onnx is not None:
+            _write_file(tmp / RERANKER, lambda f: f.write(bundle.reranker_onnx))
+        bundle.manifest["files"] = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
+                                    for p in sorted(tmp.iterdir())}
+        manifest_bytes = json.dumps(bundle.manifest, indent=2, sort_keys=True, default=_json_default)
+        _write_file(tmp / MANIFEST, lambda f: f.write(manifest_bytes.encode()))
+        _fsync_dir(tmp)
+        final = versions / version
+        os.rename(tmp, final)
+        _fsync_dir(versions)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    previous = current_version(models_dir)
+    pointer_tmp = models_dir / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
+    _write_file(pointer_tmp, lambda f: f.write(f"{version}\n".encode()))
+    os.replace(pointer_tmp, models_dir / CURRENT_FILE)
+    _fsync_dir(models_dir)
+    _prune(versions, keep=keep, protect={version, previous})
+    bundle.path = final
+    return final
+
+
+def _prune(versions: Path, keep: int, protect: set[str | None]) -> None:
+    done = sorted((p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+    for old in done[:-keep] if keep > 0 else []:
+        if old.name not in protect:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def current_version(models_dir: str | Path) -> str | None:
+    """The version CURRENT points to, or None when nothing is published yet."""
+    try:
+        text = (Path(models_dir) / CURRENT_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def resolve(models_dir_or_bundle: str | Path) -> Path:
+    """Accept MODELS_DIR (follow CURRENT) or a bundle directory itself."""
+    path = Path(models_dir_or_bundle)
+    if (path / MANIFEST).exists():
+        return path
+    version = current_version(path)
+    if version is None:
+        raise BundleError(f"no model published in {path} (no {CURRENT_FILE} file): run `mallrec train`")
+    return path / VERSIONS_DIR / version
+
+
+def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
+    path = Path(bundle_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise BundleError(f"{path}: missing manifest") from e
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{path}: manifest is not valid JSON ({e})") from e
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(f"{path}: schema_version {manifest.get('schema_version')!r}, "
+                          f"this mallrec reads {SCHEMA_VERSION}")
+    return manifest
+
+
+def load(models_dir_or_bundle: str | Path, verify: bool = True, with_index: bool = True) -> Bundle:
+    """Load and validate a bundle; raise BundleError (never serve half a model)."""
+    path = resolve(models_dir_or_bundle)
+    manifest = read_manifest(path)
+    files = manifest.get("files", {})
+    if verify:
+        for name, meta in files.items():
+            f = path / name
+            if not f.exists():
+                raise BundleError(f"{path}: file {name} is missing")
+            if f.stat().st_size != meta["bytes"] or _sha256(f) != meta["sha256"]:
+                raise BundleError(f"{path}: file {name} is corrupt (checksum mismatch)")
+    try:
+        arrays = {}
+        for name, (_dtype, required) in ARRAYS.items():
+            f = path / f"{name}.npy"
+            if f.exists():
+                arrays[name] = np.load(f, allow_pickle=False)
+                arrays[name].setflags(write=False)
+            elif required:
+                raise BundleError(f"{path}: array {name} is missing")
+        items = ItemTable.from_arrow(pq.read_table(path / ITEMS_TABLE))
+        mt = pq.read_table(path / MEMBERS_TABLE)
+        members = MemberTable(*(mt.column(c).to_numpy(zero_copy_only=False)
+                                for c in ("member_id", "tier", "points")))
+        index = None
+        if with_index and (path / FAISS_INDEX).exists():
+            import faiss
+
+            index = faiss.read_index(str(path / FAISS_INDEX))
+        onnx = (path / RERANKER).read_bytes() if (path / RERANKER).exists() else None
+    except BundleError:
+        raise
+    except Exception as e:  # a damaged file surfaces as many kinds of error
+        raise BundleError(f"{path}: cannot read bundle ({type(e).__name__}: {e})") from e
+    bundle = Bundle(manifest=manifest, items=items, members=members, arrays=arrays,
+                    faiss_index=index, reranker_onnx=onnx, path=path)
+    bundle.validate()
+    return bundle

@@ -1,0 +1,184 @@
+"""Training configuration: one validated model, read from TOML (or YAML) and written by `tune`.
+
+pydantic validates the file once, with errors that name the field; everything has a default, so
+`mallrec train` runs with no config at all.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from service.errors import MallrecError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: Any) -> float | None:
+    """'30d', '12h', '90m', '45s', '2w' or a number of seconds -> seconds; 'off'/None -> None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '30d', '12h' or a number of seconds")
+    if isinstance(value, int | float):
+        if value <= 0:
+            raise ValueError("a duration must be positive")
+        return float(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhdw])\s*", str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration: use e.g. '30d', '12h', '90m', '45s'")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "off"
+    for unit in ("w", "d", "h", "m"):
+        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
+            return f"{int(seconds // _UNITS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[float | None, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventWeights(_Strict):
+    """Confidence an event adds to a member-item pair (before time decay)."""
+
+    view: float = Field(1.0, ge=0)
+    click: float = Field(2.0, ge=0)
+    fav: float = Field(4.0, ge=0)
+    cart: float = Field(6.0, ge=0)
+    purchase: float = Field(10.0, ge=0)
+
+    def as_array(self) -> list[float]:
+        from service.model_bundle import EVENT_TYPES
+
+        return [getattr(self, e) for e in EVENT_TYPES]
+
+
+class Weighting(_Strict):
+    """How events become the confidence matrix ALS factorises."""
+
+    events: EventWeights = EventWeights()
+    # Time decay: an event loses half its weight every `half_life`. "member" measures age from the
+    # member's own latest event (suits data whose clock is an order, like amazon-beauty); "global"
+    # from the newest event in the data.
+    half_life: Duration = 30 * 86400.0
+    decay_from: Literal["global", "member"] = "global"
+    # log1p squashes heavy repeaters so one member's 200 views do not drown their purchase.
+    log_scale: bool = True
+
+
+class AlsConfig(_Strict):
+    factors: int = Field(64, ge=2, le=1024)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(2.0, gt=0)
+    iterations: int = Field(15, ge=1, le=200)
+    seed: int = 42
+
+
+class PopularityConfig(_Strict):
+    half_life: Duration = 7 * 86400.0  # global popularity decays slowly
+    trending_window: Duration = 86400.0  # "recent" for trending
+    trending_prior: float = Field(5.0, ge=0)  # smooths growth ratios of rarely seen items
+
+
+class NeighboursConfig(_Strict):
+    k: int = Field(50, ge=1, le=500)
+
+
+class IndexConfig(_Strict):
+    exact_below: int = Field(50_000, ge=1)  # catalogues smaller than this get an exact index
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    nprobe: int = Field(0, ge=0)  # 0 = pick from the number of lists
+    recall_sample: int = Field(1000, ge=10)
+
+
+class InputConfig(_Strict):
+    max_bad_share: float = Field(0.01, ge=0, le=1)  # more bad rows than this fails the run
+
+
+class TrainConfig(_Strict):
+    weighting: Weighting = Weighting()
+    als: AlsConfig = AlsConfig()
+    popularity: PopularityConfig = PopularityConfig()
+    neighbours: NeighboursConfig = NeighboursConfig()
+    index: IndexConfig = IndexConfig()
+    input: InputConfig = InputConfig()
+    # Share of ALS score vs popularity in the `als+popularity` blend (rank-based).
+    blend_popularity: float = Field(0.1, ge=0, le=1)
+
+    def to_toml(self) -> str:
+        return dump_toml(self.model_dump(mode="json"))
+
+
+class ConfigError(MallrecError):
+    """A config file that cannot be used; the message names the file and the field."""
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from e
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise ConfigError(f"{path}: {e}") from e
+    except Exception as e:  # yaml.YAMLError carries the line in its message
+        raise ConfigError(f"{path}: {e}") from e
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"{path}: {len(e.errors())} error(s) in the config"]
+        for err in e.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from e
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Minimal TOML writer for our nested config (tables of scalars)."""
+    out: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if v is None:
+            return '"off"'
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def table(prefix: str, d: dict[str, Any]) -> None:
+        flat = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        nested = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if prefix and flat:
+            out.append(f"\n[{prefix}]")
+        for k, v in flat.items():
+            out.append(f"{k} = {scalar(v)}")
+        for k, v in nested.items():
+            table(f"{prefix}.{k}" if prefix else k, v)
+
+    table("", data)
+    return "\n".join(out).lstrip() + "\n"

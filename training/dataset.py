@@ -1,0 +1,176 @@
+"""From validated events to what models fit on: id maps, the weighted matrix, splits.
+
+`Interactions` is columnar (NumPy arrays, internal int codes) so 10M+ events stay cheap: every
+step here is vectorised, nothing loops over events in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from service.model_bundle import EVENT_TYPES, ItemTable, MemberTable
+from training.config import Weighting
+
+PURCHASE = EVENT_TYPES.index("purchase")
+
+
+@dataclass
+class Interactions:
+    """Validated events. ``member``/``item`` index ``member_ids``/``item_ids``."""
+
+    member: np.ndarray  # int32 codes
+    item: np.ndarray  # int32 codes
+    event: np.ndarray  # uint8: index into EVENT_TYPES
+    ts: np.ndarray  # int64 seconds
+    member_ids: np.ndarray  # str, code -> external id
+    item_ids: np.ndarray  # str, code -> external id
+    quantity: np.ndarray | None = None  # float32, 1 when the column is absent
+    report: dict = field(default_factory=dict)  # counts of rows read / rejected, by reason
+
+    def __len__(self) -> int:
+        return len(self.member)
+
+    @property
+    def n_members(self) -> int:
+        return len(self.member_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def subset(self, mask: np.ndarray) -> Interactions:
+        """The same id space, fewer events (for splits)."""
+        q = None if self.quantity is None else self.quantity[mask]
+        return replace(self, member=self.member[mask], item=self.item[mask], event=self.event[mask],
+                       ts=self.ts[mask], quantity=q)
+
+
+@dataclass
+class Dataset:
+    """Events, catalogue and members in one id space: item code i is ``items.item_id[i]``."""
+
+    events: Interactions
+    items: ItemTable
+    members: MemberTable
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    @property
+    def now(self) -> int:
+        """The data's clock: the newest event's time."""
+        return int(self.events.ts.max()) if len(self.events) else 0
+
+    def with_events(self, events: Interactions) -> Dataset:
+        return replace(self, events=events)
+
+
+def confidence_matrix(ds: Dataset, weighting: Weighting) -> sp.csr_matrix:
+    """Members x items confidence: sum of event weights x time decay, log-squashed.
+
+    Duplicate (member, item) pairs are summed by the COO -> CSR conversion, which is the fast path
+    (no Python loop, no sort in Python).
+    """
+    ev = ds.events
+    w = np.asarray(weighting.events.as_array(), dtype=np.float32)[ev.event]
+    if ev.quantity is not None:
+        w = w * np.where(ev.event == PURCHASE, np.maximum(ev.quantity, 1), 1).astype(np.float32)
+    if weighting.half_life:
+        w = w * decay(ev, weighting.half_life, weighting.decay_from, ds.n_members)
+    keep = w > 0
+    m = sp.csr_matrix((w[keep], (ev.member[keep], ev.item[keep])),
+                      shape=(ds.n_members, ds.n_items), dtype=np.float32)
+    m.sum_duplicates()
+    if weighting.log_scale:
+        np.log1p(m.data, out=m.data)
+    m.eliminate_zeros()
+    return m
+
+
+def decay(ev: Interactions, half_life: float, origin: str, n_members: int) -> np.ndarray:
+    """0.5 ** (age / half_life); age from the newest event overall or the member's own newest."""
+    if len(ev) == 0:
+        return np.ones(0, dtype=np.float32)
+    if origin == "member":
+        latest = np.full(n_members, np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(latest, ev.member, ev.ts)
+        age = latest[ev.member] - ev.ts
+    else:
+        age = ev.ts.max() - ev.ts
+    return np.exp2(-age.astype(np.float64) / half_life).astype(np.float32)
+
+
+def seen_matrix(ds: Dataset) -> sp.csr_matrix:
+    """Binary members x items: what each member already interacted with (excluded when ranking)."""
+    m = sp.csr_matrix((np.ones(len(ds.events), dtype=np.float32), (ds.events.member, ds.events.item)),
+                      shape=(ds.n_members, ds.n_items))
+    m.sum_duplicates()
+    m.data[:] = 1
+    return m
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@dataclass
+class Split:
+    """Training events plus held-out (member, item) pairs to predict."""
+
+    train: Dataset
+    test_members: np.ndarray  # int32 member codes, one row per held-out pair
+    test_items: np.ndarray  # int32 item codes
+
+    def truth(self) -> sp.csr_matrix:
+        m = sp.csr_matrix((np.ones(len(self.test_members), dtype=np.float32),
+                           (self.test_members, self.test_items)),
+                          shape=(self.train.n_members, self.train.n_items))
+        m.sum_duplicates()
+        m.data[:] = 1
+        return m
+
+
+def leave_last_out(ds: Dataset) -> Split:
+    """Each member's last event (by time, ties by file order) is held out; members with one event
+    keep it in training (nothing to learn from otherwise)."""
+    ev = ds.events
+    order = np.lexsort((np.arange(len(ev)), ev.ts, ev.member))
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = ev.member[order][1:] != ev.member[order][:-1]
+    counts = np.bincount(ev.member, minlength=ds.n_members)
+    held = order[last & (counts[ev.member[order]] > 1)]
+    mask = np.ones(len(ev), dtype=bool)
+    mask[held] = False
+    return _split(ds, mask, held)
+
+
+def temporal(ds: Dataset, days: float) -> Split:
+    """Events in the last ``days`` of the data are the test period; members must have training
+    events to be scored, and only items they did not already have in training are targets."""
+    ev = ds.events
+    cut = ds.now - days * 86400
+    mask = ev.ts <= cut
+    return _split(ds, mask, np.flatnonzero(~mask))
+
+
+def _split(ds: Dataset, train_mask: np.ndarray, held: np.ndarray) -> Split:
+    train = ds.with_events(ds.events.subset(train_mask))
+    tm, ti = ds.events.member[held], ds.events.item[held]
+    # score only members known in training, and only items new to them
+    has_train = np.bincount(train.events.member, minlength=ds.n_members) > 0
+    seen = seen_matrix(train)
+    new = np.asarray(seen[tm, ti]).ravel() == 0 if len(tm) else np.zeros(0, dtype=bool)
+    keep = has_train[tm] & new
+    return Split(train=train, test_members=tm[keep].astype(np.int32), test_items=ti[keep].astype(np.int32))
+
+
+def holdout_split(ds: Dataset, members: np.ndarray, items: np.ndarray) -> Split:
+    """An explicit holdout (member, item codes): all events train, the holdout is the test."""
+    return Split(train=ds, test_members=members.astype(np.int32), test_items=items.astype(np.int32))
