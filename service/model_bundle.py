@@ -349,6 +349,7 @@ def load(models_dir_or_bundle: str | Path, verify: bool = True, with_index: bool
             import faiss
 
             index = faiss.read_index(str(path / FAISS_INDEX))
+            _apply_search_params(index, manifest.get("index", {}))
         onnx = (path / RERANKER).read_bytes() if (path / RERANKER).exists() else None
     except BundleError:
         raise
@@ -358,3 +359,13 @@ def load(models_dir_or_bundle: str | Path, verify: bool = True, with_index: bool
                     faiss_index=index, reranker_onnx=onnx, path=path)
     bundle.validate()
     return bundle
+
+
+def _apply_search_params(index, meta: dict[str, Any]) -> None:
+    """Search-time parameters are not stored in the FAISS file; the manifest carries them."""
+    import faiss
+
+    if meta.get("kind") == "ivf" and meta.get("nprobe"):
+        faiss.extract_index_ivf(index).nprobe = int(meta["nprobe"])
+    elif meta.get("kind") == "hnsw" and meta.get("nprobe"):
+        index.hnsw.efSearch = int(meta["nprobe"])

@@ -1,9 +1,179 @@
-"""Training subcommands: train, evaluate, tune, synth (registered on the root `mallrec` app)."""
+"""Training subcommands: synth, train, evaluate, tune (registered on the root `mallrec` app).
+
+Heavy modules (implicit, faiss) load inside the commands so `mallrec --help` stays instant.
+"""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from service.errors import MallrecError
+
+out = Console()
+err = Console(stderr=True)
+
+EventsOpt = Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet): member_id,item_id,event,ts[,quantity].")]
+ItemsOpt = Annotated[Path, typer.Option("--items", help="Item catalogue (CSV or Parquet): item_id,category,brand,price,stock,on_shelf,launched_at,tags.")]
+MembersOpt = Annotated[Path | None, typer.Option("--members", help="Optional members file: member_id,tier,points,joined_at.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training config (TOML or YAML); defaults apply to anything unset. `mallrec tune` writes one.")]
+
+
+class SplitKind(str, Enum):
+    leave_last_out = "leave-last-out"
+    temporal = "temporal"
+
+
+def _load(events: Path, items: Path, members: Path | None, max_bad_share: float):
+    from training.events import format_report, load_dataset
+
+    with err.status("reading input"):
+        ds = load_dataset(events, items, members, max_bad_share=max_bad_share)
+    err.print(format_report(ds.events.report), highlight=False)
+    return ds
+
+
+def synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write events, items and members into.")],
+    members: Annotated[int, typer.Option(min=1, help="Number of members.")] = 2000,
+    items: Annotated[int, typer.Option(min=1, help="Number of catalogue items.")] = 500,
+    events: Annotated[int, typer.Option(min=1, help="Number of behaviour events.")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same mall).")] = 7,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    days: Annotated[int, typer.Option(min=1, help="Days of behaviour, ending now.")] = 30,
+) -> None:
+    """Make a synthetic mall in the input format (for demos, tests and scale runs; never for accuracy)."""
+    from training.synth import generate
+
+    if fmt not in ("csv", "parquet"):
+        raise MallrecError(f"--format must be csv or parquet, not {fmt!r}")
+    paths = generate(out_dir, members=members, items=items, events=events, seed=seed, fmt=fmt, days=days)
+    for name, path in paths.items():
+        out.print(f"{name:8} {path}", highlight=False)
+
+
+def train(
+    events: EventsOpt,
+    items: ItemsOpt,
+    models_dir: Annotated[Path, typer.Option("--out", help="Models directory; the bundle is published into it.")],
+    members: MembersOpt = None,
+    config: ConfigOpt = None,
+    keep: Annotated[int, typer.Option(min=1, help="Published versions to keep.")] = 5,
+) -> None:
+    """Train ALS, popularity and neighbours, index item vectors and publish a versioned bundle."""
+    from training.config import load_config
+    from training.pipeline import train as run_train
+    from training.progress import Steps
+
+    cfg = load_config(config)
+    ds = _load(events, items, members, cfg.input.max_bad_share)
+    path = run_train(ds, cfg, models_dir, steps=Steps(err), keep=keep)
+    from service.model_bundle import read_manifest
+
+    manifest = read_manifest(path)
+    err.print(f"index: {manifest['index']['kind']}, recall@100 {manifest['index']['recall_at_100']:.3f}",
+              highlight=False)
+    out.print(f"published {manifest['version']} -> {path}", highlight=False)
+
+
+def evaluate(
+    events: EventsOpt,
+    items: ItemsOpt,
+    members: MembersOpt = None,
+    holdout: Annotated[Path | None, typer.Option(help="Explicit holdout file member_id,item_id (all events train).")] = None,
+    split: Annotated[SplitKind, typer.Option(help="Split when no --holdout: each member's last event, or the last --test-days.")] = SplitKind.leave_last_out,
+    test_days: Annotated[float, typer.Option(help="Length of the test period for --split temporal.")] = 1.0,
+    config: ConfigOpt = None,
+    k: Annotated[str, typer.Option(help="Cut-offs, comma separated.")] = "10,20",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+) -> None:
+    """Score ALS, popularity models and their blend on a holdout, ranking all items."""
+    from training.config import load_config
+    from training.evaluate import evaluate as run_eval
+    from training.progress import Steps
+
+    ks = _parse_ks(k)
+    cfg = load_config(config)
+    ds = _load(events, items, members, cfg.input.max_bad_share)
+    split_ds = make_split(ds, holdout, split, test_days)
+    err.print(f"split: {len(split_ds.test_members):,} held-out pairs for "
+              f"{len(set(split_ds.test_members.tolist())):,} members", highlight=False)
+    results = run_eval(split_ds, cfg, ks=ks, steps=Steps(err))
+    print_metrics(results, ks)
+    if json_out:
+        payload = {"split": holdout and str(holdout) or split.value, "k": list(ks), "models": results,
+                   "config": cfg.model_dump(mode="json")}
+        json_out.write_text(json.dumps(payload, indent=2))
+        err.print(f"metrics written to {json_out}")
+
+
+def tune(
+    events: EventsOpt,
+    items: ItemsOpt,
+    out_config: Annotated[Path, typer.Option("--out", help="Where to write the best config (TOML) for `train`.")],
+    members: MembersOpt = None,
+    config: ConfigOpt = None,
+    trials: Annotated[int, typer.Option(min=1, help="Budget: at most this many trials.")] = 30,
+    minutes: Annotated[float, typer.Option(min=0.1, help="Budget: stop starting trials after this long.")] = 20.0,
+    seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+) -> None:
+    """Search ALS hyperparameters, event weights and decay on a validation split of the events
+    (leave-last-out inside the training data; a holdout file is never read), write the best config."""
+    from training.config import load_config
+    from training.progress import Steps
+    from training.tune import tune as run_tune
+
+    base = load_config(config)
+    ds = _load(events, items, members, base.input.max_bad_share)
+    result = run_tune(ds, base, trials=trials, minutes=minutes, seed=seed, steps=Steps(err))
+    out_config.parent.mkdir(parents=True, exist_ok=True)
+    out_config.write_text(result.best_config.to_toml())
+    out.print(result.summary(), highlight=False)
+    out.print(f"best config written to {out_config}", highlight=False)
+
+
+def make_split(ds, holdout: Path | None, split: SplitKind, test_days: float):
+    from training.dataset import holdout_split, leave_last_out, temporal
+
+    if holdout is not None:
+        from training.events import read_pairs
+
+        members, items = read_pairs(holdout, ds)
+        return holdout_split(ds, members, items)
+    if split is SplitKind.temporal:
+        return temporal(ds, test_days)
+    return leave_last_out(ds)
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        raise MallrecError(f"--k takes whole numbers separated by commas, not {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise MallrecError(f"--k needs at least one cut-off >= 1, not {text!r}")
+    return ks
+
+
+def print_metrics(results: dict[str, dict[str, float]], ks: tuple[int, ...]) -> None:
+    table = Table(title="offline metrics (full ranking, seen items excluded)")
+    table.add_column("model")
+    cols = [f"{m}@{k}" for k in ks for m in ("hr", "recall", "ndcg", "map", "coverage")]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, metrics in results.items():
+        table.add_row(name, *(f"{metrics[c]:.4f}" for c in cols))
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Placeholder until the commands land; keeps `mallrec --help` working."""
+    app.command("synth")(synth)
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("tune")(tune)

@@ -1,0 +1,45 @@
+"""Ranking metrics at K, computed from top-N lists and the held-out truth.
+
+Definitions (binary relevance, per member, then averaged over members with held-out items):
+- recall@K = hits in top K / number of held-out items
+- hr@K     = 1 if any held-out item is in the top K
+- ndcg@K   = sum_{hit at rank r (0-based)} 1/log2(r+2)  /  sum_{r < min(K, |truth|)} 1/log2(r+2)
+- map@K    = sum_{hit at rank r} precision@(r+1)  /  min(K, |truth|)
+- coverage@K = distinct items in anyone's top K / catalogue size
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+METRICS = ("recall", "ndcg", "hr", "map", "coverage")
+
+
+def ranking_metrics(recommended: np.ndarray, truth: sp.csr_matrix, members: np.ndarray,
+                    ks: tuple[int, ...], n_items: int) -> dict[str, float]:
+    """``recommended[i]`` is the ranked item list of ``members[i]``; truth rows are members."""
+    rows = truth[members]
+    n_truth = np.diff(rows.indptr)
+    top = recommended[:, :max(ks)]
+    # hit matrix: is top[i, r] among member i's held-out items?
+    hit = np.zeros(top.shape, dtype=bool)
+    for i in range(len(members)):  # per member set lookup; members x K is small
+        t = rows.indices[rows.indptr[i]:rows.indptr[i + 1]]
+        if len(t):
+            hit[i] = np.isin(top[i], t)
+    discounts = 1.0 / np.log2(np.arange(top.shape[1]) + 2)
+    out: dict[str, float] = {"members": int(len(members))}
+    for k in ks:
+        h = hit[:, :k]
+        hits = h.sum(axis=1)
+        denom = np.minimum(n_truth, k)
+        idcg = np.cumsum(discounts)[np.maximum(denom, 1) - 1]
+        precision_at = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
+        out[f"recall@{k}"] = float(np.mean(hits / np.maximum(n_truth, 1)))
+        out[f"ndcg@{k}"] = float(np.mean((h * discounts[:k]).sum(axis=1) / idcg))
+        out[f"hr@{k}"] = float(np.mean(hits > 0))
+        out[f"map@{k}"] = float(np.mean((precision_at * h).sum(axis=1) / np.maximum(denom, 1)))
+        shown = top[:, :k].ravel()
+        out[f"coverage@{k}"] = float(len(np.unique(shown[shown >= 0])) / n_items) if n_items else 0.0
+    return out

@@ -1,0 +1,85 @@
+"""`mallrec train`: dataset -> weighted matrix -> ALS, popularity, neighbours -> FAISS -> bundle.
+
+Reads like the table of contents of training; each step is one call into its own module and one
+line of progress. The bundle is written through `service.model_bundle`, the format's only home.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from service import model_bundle as mb
+from training.als import ALS
+from training.config import TrainConfig
+from training.dataset import Dataset, confidence_matrix
+from training.history import member_history
+from training.index import build_index
+from training.neighbours import cosine_neighbours
+from training.popularity import global_popularity, trending_scores
+from training.progress import Steps
+
+
+def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps | None = None,
+          keep: int = 5) -> Path:
+    """Fit every model on ``ds`` and publish one bundle atomically; return its directory."""
+    steps = steps or Steps(quiet=True)
+    started = time.perf_counter()
+    if len(ds.events) == 0:
+        raise mb.BundleError("no events to train on")
+
+    with steps.step("confidence matrix"):
+        matrix = confidence_matrix(ds, config.weighting)
+    with steps.step("ALS", total=config.als.iterations) as advance:
+        als = ALS(config.als, on_iteration=lambda _it: advance(1)).fit(ds, matrix)
+    with steps.step("popularity (global, trending)"):
+        pop_global = global_popularity(ds, config.weighting, config.popularity.half_life)
+        pop_trending = trending_scores(ds, config.weighting, config.popularity)
+    with steps.step("item neighbours"):
+        nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k)
+    with steps.step("FAISS index + recall check"):
+        index, index_report = build_index(als.item_factors, als.member_factors, config.index,
+                                          seed=config.als.seed)
+    with steps.step("member history"):
+        history = member_history(ds)
+
+    arrays = {
+        "item_factors": als.item_factors,
+        "member_factors": als.member_factors,
+        "popularity_global": pop_global,
+        "popularity_trending": pop_trending,
+        "neighbour_items": nbr_items,
+        "neighbour_scores": nbr_scores,
+        **history,
+    }
+    manifest = {
+        "version": mb.new_version(),
+        "data_stats": data_stats(ds, matrix.nnz),
+        "hyperparameters": config.model_dump(mode="json"),
+        "index": index_report.as_dict(),
+        "metrics": {"index_recall_at_100": round(index_report.recall_at_100, 4)},
+        "timings_s": steps.timings,
+    }
+    bundle = mb.Bundle(manifest=manifest, items=ds.items, members=ds.members, arrays=arrays,
+                       faiss_index=index)
+    with steps.step("publish bundle"):
+        path = mb.publish(bundle, models_dir, keep=keep)
+    steps.info(f"trained in {time.perf_counter() - started:.1f}s")
+    return path
+
+
+def data_stats(ds: Dataset, nnz: int) -> dict:
+    ev = ds.events
+    by_event = np.bincount(ev.event, minlength=len(mb.EVENT_TYPES))
+    return {
+        "events": int(len(ev)),
+        "members": int(ds.n_members),
+        "items": int(ds.n_items),
+        "member_item_pairs": int(nnz),
+        "events_by_type": {name: int(c) for name, c in zip(mb.EVENT_TYPES, by_event, strict=True)},
+        "ts_min": int(ev.ts.min()) if len(ev) else None,
+        "ts_max": int(ev.ts.max()) if len(ev) else None,
+        "input_report": {k: v for k, v in ev.report.items() if k != "examples"},
+    }

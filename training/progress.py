@@ -1,0 +1,39 @@
+"""Progress for long training steps (rich), with per-step timings kept for the manifest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+
+class Steps:
+    """`with steps.step("ALS", total=15) as advance: ...` shows a bar, then one done line."""
+
+    def __init__(self, console: Console | None = None, quiet: bool = False):
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        start = time.perf_counter()
+        if self.quiet:
+            yield lambda _n=1: None
+        else:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
+                          transient=True) as bar:
+                task = bar.add_task(name, total=total)
+                yield lambda n=1: bar.advance(task, n)
+        elapsed = time.perf_counter() - start
+        self.timings[name] = round(elapsed, 3)
+        if not self.quiet:
+            self.console.print(f"[green]✓[/] {name} [dim]({elapsed:.1f}s)[/]", highlight=False)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False)
