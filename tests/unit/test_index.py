@@ -1,0 +1,66 @@
+"""FAISS index choice and the recall check (on ALS-like structured vectors)."""
+
+import numpy as np
+import pytest
+
+from training.config import IndexConfig
+from training.index import RECALL_TARGET, build_index, exact_top, recall
+from training.neighbours import cosine_neighbours
+
+
+def clustered(n: int, d: int = 16, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Vectors around cluster centres, like trained item factors (not isotropic noise)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d))
+    return (centres[rng.integers(clusters, size=n)] + 0.3 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_recall_counts_overlap_ignoring_order():
+    assert recall(np.array([[1, 2, 3]]), np.array([[3, 2, 9]])) == pytest.approx(2 / 3)
+    assert recall(np.array([[-1, 2]]), np.array([[2, 5]])) == pytest.approx(0.5)
+
+
+def test_exact_top_matches_argsort():
+    q, v = clustered(5, seed=1), clustered(300, seed=2)
+    got = exact_top(q, v, 10)
+    want = np.argsort(-(q @ v.T), axis=1)[:, :10]
+    assert all(set(a) == set(b) for a, b in zip(got, want, strict=True))
+
+
+def test_small_catalogue_gets_exact_index_with_perfect_recall():
+    items, members = clustered(500), clustered(200, seed=5)
+    index, report = build_index(items, members, IndexConfig(exact_below=1000, recall_sample=100))
+    assert report.kind == "flat" and report.recall_at_100 == pytest.approx(1.0)
+    assert index.ntotal == 500
+
+
+def test_large_catalogue_gets_ivf_tuned_to_the_recall_target():
+    items, members = clustered(6000), clustered(300, seed=5)
+    index, report = build_index(items, members, IndexConfig(exact_below=1000, recall_sample=200))
+    assert report.kind == "ivf" and report.nlist > 1
+    assert report.recall_at_100 >= RECALL_TARGET
+    assert index.nprobe == report.nprobe
+
+
+def test_hnsw_option():
+    items, members = clustered(3000), clustered(100, seed=5)
+    _, report = build_index(items, members, IndexConfig(kind="hnsw", recall_sample=100))
+    assert report.kind == "hnsw" and report.recall_at_100 >= RECALL_TARGET
+
+
+def test_neighbours_exclude_self_and_pad():
+    v = clustered(4, d=4)
+    ids, sims = cosine_neighbours(v, 5)
+    assert ids.shape == (4, 5)
+    for i in range(4):
+        assert i not in ids[i] and np.all(ids[i, 3:] == -1) and np.all(sims[i, 3:] == 0)
+
+
+def test_neighbours_are_most_cosine_similar():
+    v = clustered(200)
+    ids, _ = cosine_neighbours(v, 5)
+    n = v / np.linalg.norm(v, axis=1, keepdims=True)
+    sim = n @ n.T
+    np.fill_diagonal(sim, -np.inf)
+    want = np.argsort(-sim, axis=1)[:, :5]
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, want, strict=True)]) > 0.99
