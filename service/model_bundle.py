@@ -179,8 +179,10 @@ class Bundle:
 
 
 def new_version() -> str:
-    """Sortable, unique version id: UTC time plus a short random suffix."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    """Sortable, unique version id: UTC time to the millisecond plus a short random suffix."""
+    now = time.time()
+    return (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-"
+            + uuid.uuid4().hex[:6])
 
 
 def _sha256(path: Path) -> str:
