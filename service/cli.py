@@ -52,3 +52,7 @@ def main() -> None:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from service.errors import MallrecError
 
@@ -101,7 +101,7 @@ class NeighboursConfig(_Strict):
 
 
 class IndexConfig(_Strict):
-    exact_below: int = Field(50_000, ge=1)  # catalogues smaller than this get an exact index
+    exact_below: int = Field(100_000, ge=1)  # catalogues smaller than this get an exact index
     kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     nprobe: int = Field(0, ge=0)  # 0 = pick from the number of lists
     recall_sample: int = Field(1000, ge=10)
@@ -111,6 +111,41 @@ class InputConfig(_Strict):
     max_bad_share: float = Field(0.01, ge=0, le=1)  # more bad rows than this fails the run
 
 
+class RerankerConfig(_Strict):
+    """The learned re-ranker (training/reranker.py): first stage fitted before a cutoff, labels after."""
+
+    enabled: bool = True
+    trees: int = Field(100, ge=1, le=2000)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    leaves: int = Field(31, ge=2, le=1024)
+    min_data_in_leaf: int = Field(50, ge=1)
+    candidates: int = Field(200, ge=10, le=2000)  # per member, as a slot's blended list
+    # Where the labels come from: "time" = events after a global cutoff (real clocks); "last" = each
+    # member's last event (order-only clocks such as amazon-beauty's positions).
+    label_split: Literal["time", "last"] = "time"
+    label_share: float = Field(0.2, gt=0, lt=1)  # share of the time span after the cutoff ("time")
+    label_window: Duration = None  # an explicit window instead of label_share, e.g. "7d"
+    min_groups: int = Field(50, ge=1)  # fewer labelled members than this: no re-ranker (noted)
+    max_groups: int = Field(30_000, ge=1)  # members sampled for training (time and memory bound)
+    # Candidate sources and blend weights of the training pool (a "for you" slot).
+    sources: dict[str, float] = {"als": 0.5, "similar_recent": 0.2, "category_popular": 0.15,
+                                 "trending": 0.1, "popular": 0.05}
+    exclude_seen: bool = True  # candidates never include the member's own items (as `evaluate`)
+    threads: int = Field(1, ge=0)  # LightGBM threads; 0 = all cores
+    seed: int = 42
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: dict[str, float]) -> dict[str, float]:
+        known = ("als", "similar_recent", "category_popular", "trending", "popular")
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}: the trainer can make {list(known)}")
+        if not any(w > 0 for w in value.values()) or any(w < 0 for w in value.values()):
+            raise ValueError("source weights must be >= 0 with at least one > 0")
+        return value
+
+
 class TrainConfig(_Strict):
     weighting: Weighting = Weighting()
     als: AlsConfig = AlsConfig()
@@ -118,6 +153,7 @@ class TrainConfig(_Strict):
     neighbours: NeighboursConfig = NeighboursConfig()
     index: IndexConfig = IndexConfig()
     input: InputConfig = InputConfig()
+    reranker: RerankerConfig = RerankerConfig()
     # Share of ALS score vs popularity in the `als+popularity` blend (rank-based).
     blend_popularity: float = Field(0.1, ge=0, le=1)
 
