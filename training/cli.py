@@ -6,7 +6,7 @@ Heavy modules (implicit, faiss) load inside the commands so `mallrec --help` sta
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +25,7 @@ MembersOpt = Annotated[Path | None, typer.Option("--members", help="Optional mem
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training config (TOML or YAML); defaults apply to anything unset. `mallrec tune` writes one.")]
 
 
-class SplitKind(str, Enum):
+class SplitKind(StrEnum):
     leave_last_out = "leave-last-out"
     temporal = "temporal"
 

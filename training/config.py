@@ -21,7 +21,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 def parse_duration(value: Any) -> float | None:
     """'30d', '12h', '90m', '45s', '2w' or a number of seconds -> seconds; 'off'/None -> None."""
     # YAML reads an unquoted `off`/`no` as false: for a duration that can only mean "off".
-    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
+    if value is None or value is False:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("off", "none", ""):
         return None
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '30d', '12h' or a number of seconds")

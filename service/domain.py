@@ -1,0 +1,165 @@
+"""The words the service speaks, free of gRPC and Redis: requests, candidates, reasons, traces.
+
+Every pipeline component takes and returns these types, so a component can be tested with plain
+objects, and the servicer only translates them to and from protobuf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Event types the frontend may send; behaviour types first (EVENT_TYPES order), then impressions.
+BEHAVIOUR_EVENTS: tuple[str, ...] = ("view", "click", "fav", "cart", "purchase")
+TRACKED_EVENTS: tuple[str, ...] = (*BEHAVIOUR_EVENTS, "impression")
+
+
+class RequestError(Exception):
+    """A request the service cannot answer; the servicer maps each subclass to a gRPC status."""
+
+
+class InvalidArgument(RequestError):
+    """The caller sent a bad field; ``field`` names it (``slots[1].count``)."""
+
+    def __init__(self, field_path: str, description: str) -> None:
+        super().__init__(f"{field_path}: {description}")
+        self.field = field_path
+        self.description = description
+
+
+class NotFound(RequestError):
+    """The request names something the model does not know (an item for SimilarItems)."""
+
+
+class ModelUnavailable(RequestError):
+    """No model is loaded yet: retry later (the service waits for a bundle to be published)."""
+
+
+class StateUnavailable(RequestError):
+    """The online state store refused a write: events were not recorded, the caller may retry."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the page knows: the search box text, the order just delivered, the page's name."""
+
+    query: str = ""
+    order_item_ids: tuple[str, ...] = ()
+    page_id: str = ""
+
+
+@dataclass(frozen=True)
+class SlotAsk:
+    """One slot of a request: which slot, how many items."""
+
+    slot: str
+    count: int
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """A Recommend (one slot) or RecommendPage (several) request in domain terms."""
+
+    member_id: str
+    slots: tuple[SlotAsk, ...]
+    context: Context = Context()
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """Behaviour or an impression, from the frontend (TrackEvents) or read back from the state store."""
+
+    member_id: str
+    item_id: str
+    event: str
+    ts: int
+    slot: str = ""
+    request_id: str = ""
+
+
+@dataclass
+class OnlineState:
+    """What the state store knows about a member right now (newest events first)."""
+
+    recent: list[Event] = field(default_factory=list)
+    impressions: dict[str, int] = field(default_factory=dict)  # item_id -> times shown today
+    degraded: bool = False  # the store could not be read: recent behaviour is missing
+
+    @classmethod
+    def unavailable(cls) -> OnlineState:
+        return cls(degraded=True)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One line of "why this item": the component's name, its kind and what it did."""
+
+    step: str
+    kind: str  # source | blend | boost | rule | rerank | backfill
+    detail: str
+
+
+@dataclass
+class Candidate:
+    """An item on its way through a slot recipe. ``item`` is the bundle's internal item index."""
+
+    item: int
+    score: float
+    source: str
+    reasons: list[Reason] = field(default_factory=list)
+
+    def because(self, step: str, kind: str, detail: str) -> Candidate:
+        self.reasons.append(Reason(step, kind, detail))
+        return self
+
+
+@dataclass(frozen=True)
+class ServedItem:
+    item_id: str
+    score: float
+    source: str
+    reasons: tuple[Reason, ...]
+
+
+@dataclass
+class TraceStep:
+    """What one component did to the candidates: items it added or removed (item ids)."""
+
+    step: str
+    kind: str  # source | filter | blend | boost | rule | backfill
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    note: str = ""
+    ms: float = 0.0
+
+
+@dataclass
+class Trace:
+    """Per-slot log of the recipe run; `mallrec rules preview` prints it, tests read it."""
+
+    slot: str
+    steps: list[TraceStep] = field(default_factory=list)
+
+    def record(self, step: TraceStep) -> None:
+        self.steps.append(step)
+
+    def removed_by(self, step: str) -> list[str]:
+        return [i for s in self.steps if s.step == step for i in s.removed]
+
+
+@dataclass
+class SlotResult:
+    slot: str
+    items: list[ServedItem]
+    trace: Trace
+
+
+@dataclass
+class PageResult:
+    """The answer to a page: one SlotResult per asked slot, in the order asked."""
+
+    slots: list[SlotResult]
+    model_version: str
+    rules_version: str
+    degraded: bool
+    request_id: str

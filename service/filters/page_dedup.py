@@ -1,0 +1,19 @@
+"""No repeats on a page: an item placed in an earlier slot of the page is not shown again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.pipeline import SlotQuery
+
+
+@dataclass
+class NotOnPage:
+    name: str = "page_dedup"
+
+    def keep(self, q: SlotQuery, items: np.ndarray) -> np.ndarray:
+        if not q.exclude:
+            return np.ones(len(items), dtype=bool)
+        return ~np.isin(items, list(q.exclude))

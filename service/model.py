@@ -1,0 +1,163 @@
+"""A loaded bundle plus the lookups the slot pipeline needs, built once when the bundle loads.
+
+Everything here is computed in the reload thread (orderings, per-category lists, the query index,
+YᵀY for fold-in), so a request only slices arrays. A ServingModel is immutable once built: the
+holder swaps whole models, and a request keeps the one it started with.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.model_bundle import EVENT_TYPES, Bundle, load
+
+#: Used only when a bundle's manifest does not record its weighting (the trainer's defaults).
+FALLBACK_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "fav": 4.0, "cart": 6.0, "purchase": 10.0}
+FALLBACK_HALF_LIFE = 30 * 86400.0
+CATEGORY_LIST_SIZE = 500  # items kept per category list (most popular first)
+_TOKEN = re.compile(r"[\w\-]+", re.UNICODE)
+#: How strongly a query word matching each item field says "this is what they look for".
+QUERY_FIELD_WEIGHTS = {"brand": 3.0, "category": 2.0, "tags": 1.0}
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case words of a query or an item field (the same rule on both sides)."""
+    return _TOKEN.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class QueryHits:
+    """Items matching a query and how well (sum of field weights over matched words)."""
+
+    items: np.ndarray  # int item indices
+    strength: np.ndarray  # float
+    fields: dict[int, str]  # item -> the best field it matched on (for reasons)
+
+
+class ServingModel:
+    """One bundle version ready to serve."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.version = bundle.version
+        items = bundle.items
+        self.n_items = len(items)
+        self.item_ids = items.item_id.astype(str)
+        self.item_index = bundle.item_index
+        self.member_index = bundle.member_index
+        self.popular_order = np.argsort(-bundle.popularity_global, kind="stable").astype(np.int32)
+        self.trending_order = np.argsort(-bundle.popularity_trending, kind="stable").astype(np.int32)
+        self.categories, self.category_of = np.unique(items.category.astype(str), return_inverse=True)
+        self.category_top = self._category_lists()
+        launched = np.flatnonzero(items.launched_at >= 0)
+        order = launched[np.argsort(-items.launched_at[launched], kind="stable")]
+        self.launch_order = order.astype(np.int32)  # newest first
+        self.launch_ts = items.launched_at[order].astype(np.int64)
+        self._query_index = self._build_query_index()
+        # the search box sends the same few queries over and over; the source and the boost share it
+        self.match_query = lru_cache(maxsize=4096)(self._match_query)
+        self._item_factors64 = bundle.item_factors.astype(np.float64)
+        self.yty = self._item_factors64.T @ self._item_factors64
+        hyper: dict[str, Any] = bundle.manifest.get("hyperparameters", {})
+        als = hyper.get("als", {})
+        self.regularization = float(als.get("regularization", 0.05))
+        self.alpha = float(als.get("alpha", 1.0))
+        weighting = hyper.get("weighting", {})
+        weights = {**FALLBACK_EVENT_WEIGHTS, **weighting.get("events", {})}
+        self.event_weights = np.array([float(weights[e]) for e in EVENT_TYPES])
+        half_life = weighting.get("half_life", FALLBACK_HALF_LIFE)
+        self.half_life = float(half_life) if half_life else None
+        self.log_scale = bool(weighting.get("log_scale", True))
+
+    @classmethod
+    def load(cls, models_dir: str | Path) -> ServingModel:
+        """Load CURRENT (or a bundle folder); raises BundleError for a bundle that cannot serve."""
+        return cls(load(models_dir))
+
+    # ------------------------------------------------------------------ lookups
+
+    def member(self, member_id: str) -> int | None:
+        """Internal member index, or None for a member the model has not seen (cold start)."""
+        return self.member_index.get(member_id)
+
+    def known_items(self, item_ids: list[str] | tuple[str, ...]) -> list[int]:
+        """Internal indices of the ids the model knows (unknown ids are skipped, not errors)."""
+        return [i for i in (self.item_index.get(x) for x in item_ids) if i is not None]
+
+    def history(self, member: int | None) -> slice:
+        return self.bundle.history(member) if member is not None else slice(0, 0)
+
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items by inner product with ``vector`` (FAISS when the bundle has an index)."""
+        k = min(k, self.n_items)
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        index = self.bundle.faiss_index
+        if index is not None:
+            scores, items = index.search(query, k)
+            keep = items[0] >= 0
+            return items[0][keep].astype(np.int64), scores[0][keep]
+        scores = self.bundle.item_factors @ query[0]
+        top = np.argpartition(-scores, k - 1)[:k] if k < self.n_items else np.arange(self.n_items)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return top, scores[top]
+
+    def fold_in(self, items: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """ALS closed form for one member given item factors Y (as implicit computes it):
+        x = (YᵀY + λI + Σ (c_i - 1) y_i y_iᵀ)⁻¹ Σ c_i y_i, with c_i = alpha · confidence_i."""
+        y = self._item_factors64[items]
+        c = self.alpha * np.asarray(confidence, dtype=np.float64)
+        a = self.yty + self.regularization * np.eye(self.yty.shape[0]) + (y.T * (c - 1.0)) @ y
+        b = y.T @ c
+        return np.linalg.solve(a, b).astype(np.float32)
+
+    def decayed(self, weight: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """Event weights halved every half-life of age (seconds), as the trainer decays them."""
+        w = np.asarray(weight, dtype=np.float64)
+        if not self.half_life:
+            return w
+        return w * np.exp2(-np.maximum(np.asarray(age, dtype=np.float64), 0) / self.half_life)
+
+    def squash(self, weight: np.ndarray) -> np.ndarray:
+        """Summed weights of a member-item pair -> ALS confidence (the trainer's log scaling)."""
+        return np.log1p(weight) if self.log_scale else np.asarray(weight, dtype=np.float64)
+
+    def _match_query(self, query: str) -> QueryHits:
+        """Items whose brand, category or tags contain a word of ``query``."""
+        strength: dict[int, float] = {}
+        best: dict[int, tuple[float, str]] = {}
+        for word in dict.fromkeys(tokens(query)):
+            for field_name, weight in QUERY_FIELD_WEIGHTS.items():
+                for item in self._query_index[field_name].get(word, ()):
+                    strength[item] = strength.get(item, 0.0) + weight
+                    if weight > best.get(item, (0.0, ""))[0]:
+                        best[item] = (weight, field_name)
+        items = np.fromiter(strength, dtype=np.int64, count=len(strength))
+        values = np.fromiter(strength.values(), dtype=np.float64, count=len(strength))
+        return QueryHits(items, values, {i: f for i, (_, f) in best.items()})
+
+    # ------------------------------------------------------------------ built at load
+
+    def _category_lists(self) -> list[np.ndarray]:
+        by_category = np.argsort(self.category_of[self.popular_order], kind="stable")
+        ordered = self.popular_order[by_category]  # grouped by category, popular first in each
+        bounds = np.searchsorted(self.category_of[ordered], np.arange(len(self.categories) + 1))
+        return [ordered[bounds[c]:min(bounds[c + 1], bounds[c] + CATEGORY_LIST_SIZE)]
+                for c in range(len(self.categories))]
+
+    def _build_query_index(self) -> dict[str, dict[str, list[int]]]:
+        items = self.bundle.items
+        index: dict[str, dict[str, list[int]]] = {f: {} for f in QUERY_FIELD_WEIGHTS}
+        for field_name in QUERY_FIELD_WEIGHTS:
+            values = getattr(items, field_name).astype(str)
+            for i, text in enumerate(values.tolist()):
+                for word in set(tokens(text)):
+                    index[field_name].setdefault(word, []).append(i)
+        return index

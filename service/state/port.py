@@ -1,0 +1,25 @@
+"""The state port: the few operations the service needs from its online state store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from service.domain import Event, OnlineState
+
+
+class StateStore(Protocol):
+    async def read(self, member_id: str, now: float) -> OnlineState:
+        """Recent events (newest first) and today's impressions; never raises: a store that cannot
+        be read answers ``OnlineState.unavailable()`` (degraded)."""
+        ...
+
+    async def record_events(self, events: Sequence[Event]) -> None:
+        """Store behaviour and impression events; raises StateUnavailable when it cannot."""
+        ...
+
+    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
+        """Count served items as impressions (best effort: never raises)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,148 @@
+"""The state store on Redis (redis-py asyncio): one pipelined round trip per request.
+
+A dead Redis must not eat the request's deadline: timeouts are short, redis-py's own retries are
+off, and after a failure the store answers "unavailable" at once for ``retry_after`` seconds
+before it tries again (a small circuit breaker). The connection pool reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from service.domain import Event, OnlineState, StateUnavailable
+from service.state.keys import (
+    SEEN,
+    SERVED,
+    day_of,
+    decode_event,
+    encode_event,
+    events_key,
+    impressions_from_hash,
+    impressions_key,
+)
+
+log = logging.getLogger(__name__)
+_ERRORS = (redis.RedisError, OSError, TimeoutError)
+
+
+class RedisStateStore:
+    def __init__(self, url: str, *, prefix: str = "mallrec:", max_events: int = 100,
+                 events_ttl: int = 30 * 86400, impressions_ttl: int = 2 * 86400,
+                 timeout: float = 0.1, retry_after: float = 1.0,
+                 on_error: Callable[[str], None] = lambda op: None) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.max_events = max_events
+        self.events_ttl = events_ttl
+        self.impressions_ttl = impressions_ttl
+        self.timeout = timeout
+        self.retry_after = retry_after
+        self.on_error = on_error
+        self.client = redis.from_url(url, decode_responses=True, socket_timeout=timeout,
+                                     socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+        self.safe_url = re.sub(r"//[^@/]*@", "//***@", url)  # never log a password
+        self._down_until = 0.0
+        self._down = False
+
+    # ------------------------------------------------------------------ port
+
+    async def read(self, member_id: str, now: float) -> OnlineState:
+        if not self._may_try():
+            return OnlineState.unavailable()
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.lrange(events_key(self.prefix, member_id), 0, self.max_events - 1)
+                pipe.hgetall(impressions_key(self.prefix, member_id, day_of(now)))
+                raw_events, imp = await pipe.execute()
+        except _ERRORS as e:
+            self._failed("read", e)
+            return OnlineState.unavailable()
+        self._ok()
+        events = [ev for ev in (decode_event(member_id, r) for r in raw_events) if ev is not None]
+        return OnlineState(events, impressions_from_hash(imp))
+
+    async def record_events(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        if not self._may_try():
+            raise StateUnavailable("online state store unreachable: events not recorded, retry later")
+        behaviour: dict[str, list[str]] = defaultdict(list)
+        seen: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for ev in events:
+            if ev.event == "impression":
+                seen[impressions_key(self.prefix, ev.member_id, day_of(ev.ts))].append((ev.item_id, SEEN))
+            else:
+                behaviour[ev.member_id].append(encode_event(ev))
+        pipe = self.client.pipeline(transaction=False)
+        for member_id, encoded in behaviour.items():
+            key = events_key(self.prefix, member_id)
+            pipe.lpush(key, *encoded)  # pushed one by one: the last event sent ends up first
+            pipe.ltrim(key, 0, self.max_events - 1)
+            pipe.expire(key, self.events_ttl)
+        self._count_into(pipe, seen)
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                await pipe.execute()
+        except _ERRORS as e:
+            self._failed("write", e)
+            raise StateUnavailable("online state store unreachable: events not recorded, "
+                                   "retry later") from e
+        self._ok()
+
+    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
+        if not item_ids or not self._may_try():
+            return
+        pipe = self.client.pipeline(transaction=False)
+        key = impressions_key(self.prefix, member_id, day_of(now))
+        self._count_into(pipe, {key: [(i, SERVED) for i in item_ids]})
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                await pipe.execute()
+        except _ERRORS as e:
+            self._failed("served", e)
+        else:
+            self._ok()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                return bool(await self.client.ping())
+        except _ERRORS:
+            return False
+
+    # ------------------------------------------------------------------ helpers
+
+    def _count_into(self, pipe: redis.client.Pipeline, counts: dict[str, list[tuple[str, str]]]) -> None:
+        for key, fields in counts.items():
+            for item, kind in fields:
+                pipe.hincrby(key, kind + item, 1)
+            pipe.expire(key, self.impressions_ttl)
+
+    def _may_try(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, op: str, error: BaseException) -> None:
+        self.on_error(op)
+        self._down_until = time.monotonic() + self.retry_after
+        if not self._down:
+            self._down = True
+            log.warning("online state store unreachable, serving without recent behaviour",
+                        extra={"op": op, "error": f"{type(error).__name__}: {error}", "url": self.safe_url})
+
+    def _ok(self) -> None:
+        if self._down:
+            self._down = False
+            log.info("online state store reachable again", extra={"url": self.safe_url})
