@@ -1,0 +1,21 @@
+"""New launches: launched within the window, never before launch day."""
+
+from __future__ import annotations
+
+from service.candidates.new_launches import NewLaunches
+from tests.fixtures.service import ids, slot_query
+
+
+def test_only_items_launched_in_the_window() -> None:
+    q = slot_query("stranger")
+    assert ids(q.model, NewLaunches(days=30).fetch(q, 10)) == ["i050", "i051", "i052", "i053"]
+    assert ids(q.model, NewLaunches(days=2.5).fetch(q, 10)) == ["i050", "i051"]
+
+
+def test_a_member_with_a_vector_gets_them_in_taste_order() -> None:
+    q = slot_query("m003")
+    found = NewLaunches(days=30).fetch(q, 10)
+    assert sorted(ids(q.model, found)) == ["i050", "i051", "i052", "i053"]
+    taste = q.model.bundle.item_factors[[c.item for c in found]] @ q.model.bundle.member_factors[3]
+    assert list(taste) == sorted(taste, reverse=True)
+    assert found[0].reasons[0].detail.startswith("new: launched")

@@ -1,0 +1,25 @@
+"""Query match: the search box text against brand, category and tags."""
+
+from __future__ import annotations
+
+from service.candidates.query_match import QueryMatch
+from tests.fixtures.service import slot_query
+
+
+def test_brand_matches_first_then_taste_decides() -> None:
+    q = slot_query("m003", query="acme")
+    found = QueryMatch().fetch(q, 50)
+    assert {q.model.bundle.items.brand[c.item] for c in found} == {"acme"}
+    assert found[0].reasons[0].detail == "matches 'acme' on brand"
+
+
+def test_stronger_matches_rank_above_weaker_ones() -> None:
+    q = slot_query("stranger", query="acme vegan")
+    found = QueryMatch().fetch(q, 50)
+    both = [c for c in found if c.item % 15 == 0]  # acme (i % 3 == 0) and vegan (i % 5 == 0)
+    assert both and min(c.score for c in both) > max(c.score for c in found if c.item % 15)
+
+
+def test_no_query_or_no_match_gives_nothing() -> None:
+    assert QueryMatch().fetch(slot_query(query="  "), 5) == []
+    assert QueryMatch().fetch(slot_query(query="zzz"), 5) == []
