@@ -1,0 +1,579 @@
+"""Reading and validating input files (events, items, members, holdout pairs; CSV or Parquet).
+
+This is the data contract. A bad row is never dropped silently: it is counted by reason, up to five
+examples say ``file:LINE:column: why``, and when bad rows are more than ``max_bad_share`` of a file
+the run stops (a model trained on a half-broken export is worse than no new model). Structural
+problems (missing file or column, duplicated ids, unreadable CSV) stop it at once.
+
+Everything is vectorised with pyarrow: ids become int32 codes through ``dictionary_encode``, values
+are cast column-wise, and Python only loops over the few rows quoted in messages, so 10M events read
+in seconds.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from service.errors import MallrecError
+from service.model_bundle import EVENT_TYPES, ItemTable, MemberTable
+from training.dataset import Dataset, Interactions
+
+log = logging.getLogger(__name__)
+MAX_EXAMPLES = 5
+_FORMATS = ((".csv.gz", "csv"), (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet"))
+_SPECS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (required, optional)
+    "events": (("member_id", "item_id", "event", "ts"), ("quantity",)),
+    "items": (("item_id",), ("category", "brand", "price", "stock", "on_shelf", "launched_at", "tags")),
+    "members": (("member_id",), ("tier", "points")),
+    "holdout": (("member_id", "item_id"), ()),
+}
+_BOOLS = {"true": 1, "t": 1, "1": 1, "yes": 1, "y": 1, "false": 0, "f": 0, "0": 0, "no": 0, "n": 0}
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M%z", "%Y-%m-%d %H:%M",
+                 "%Y-%m-%d")
+Parsed = tuple[np.ndarray, np.ndarray, np.ndarray]  # values, parsed ok, blank (null or whitespace)
+
+
+class InputError(MallrecError):
+    """An input file we cannot train on; the message names the file, line and column."""
+
+
+# --------------------------------------------------------------------------- files
+
+
+class _Source:
+    """One input file as an Arrow table of the columns we use (CSV: all text), and row locations."""
+
+    def __init__(self, path: str | Path, kind: str):
+        self.path, self.name, self.kind = Path(path), str(path), kind
+        fmt = next((f for suffix, f in _FORMATS if self.path.name.lower().endswith(suffix)), None)
+        if fmt is None:
+            raise InputError(f"{self.name}: unsupported file type (use .csv, .csv.gz, .parquet or .pq)")
+        if not self.path.is_file():
+            raise InputError(f"{self.name}: file not found")
+        if self.path.stat().st_size == 0:
+            raise InputError(f"{self.name}: empty file (expected a header line and data rows)")
+        self.fmt = fmt
+        self.table = self._read_csv() if fmt == "csv" else self._read_parquet()
+        self.n = self.table.num_rows
+        if self.n == 0:
+            raise InputError(f"{self.name}: no data rows")
+
+    def _wanted(self, found: list[str], where: str) -> list[str]:
+        required, optional = _SPECS[self.kind]
+        missing = [c for c in required if c not in found]
+        if missing:
+            raise InputError(f"{self.name}{where}: missing required column {missing[0]!r} in the "
+                             f"{self.kind} file (columns found: {', '.join(found) or 'none'}; "
+                             f"required: {', '.join(required)})")
+        wanted = [c for c in required + optional if c in found]
+        if dup := [c for c in wanted if found.count(c) > 1]:
+            raise InputError(f"{self.name}{where}: column {dup[0]!r} appears twice in the header")
+        return wanted
+
+    def _read_csv(self) -> pa.Table:
+        try:
+            with _open_bytes(self.path) as f:
+                header = next(csv.reader([f.readline().decode("utf-8-sig")]), [])
+        except (UnicodeDecodeError, OSError, EOFError, csv.Error) as e:
+            raise InputError(f"{self.name}:1: cannot read the header ({e}; save the file as UTF-8)") from e
+        names = [h.strip().lower() for h in header]
+        wanted = self._wanted(names, ":1")
+        names = [n if n in wanted or n not in names[:i] else f"{n}~{i}" for i, n in enumerate(names)]
+        bad: list[Any] = []  # the first malformed rows, then a count of them all
+        count = [0]
+
+        def on_invalid(row: Any) -> str:
+            count[0] += 1
+            if len(bad) < MAX_EXAMPLES:
+                bad.append(row)
+            return "skip"
+
+        def read(threads: bool) -> pa.Table:
+            return pacsv.read_csv(
+                self.path, read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
+                                                          use_threads=threads),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string()),
+                    strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+        try:
+            table = read(True)
+            if bad and bad[0].number is None:  # threaded reads do not know the line: read again
+                bad.clear()
+                count[0] = 0
+                read(False)
+        except (pa.ArrowInvalid, OSError, EOFError) as e:
+            if "UTF8" in str(e):
+                raise InputError(f"{self.name}:{_bad_utf8_line(self.path)}: text is not UTF-8 "
+                                 f"(save the file as UTF-8, e.g. not GBK)") from e
+            raise InputError(f"{self.name}: cannot read CSV ({e})") from e
+        if bad:
+            more = "".join(f"\n  {self.name}:{r.number}: {r.actual_columns} fields" for r in bad[1:])
+            raise InputError(f"{self.name}:{bad[0].number}: expected {bad[0].expected_columns} fields, "
+                             f"found {bad[0].actual_columns}: {bad[0].text[:200]!r} ({count[0]:,} malformed "
+                             f"line(s); quote fields that contain commas){more}")
+        return table
+
+    def _read_parquet(self) -> pa.Table:
+        try:
+            pf = pq.ParquetFile(self.path)
+            found = {n.strip().lower(): n for n in pf.schema_arrow.names}
+            wanted = self._wanted(list(found), "")
+            return pf.read(columns=[found[c] for c in wanted]).rename_columns(wanted)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"{self.name}: cannot read Parquet ({e})") from e
+
+    def column(self, name: str) -> pa.ChunkedArray | None:
+        return self.table.column(name) if name in self.table.column_names else None
+
+    def where(self, rows: np.ndarray) -> list[str]:
+        """``file:LINE`` (CSV, header = line 1) or ``file:row N`` (Parquet) of 0-based data rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.fmt == "parquet" or not len(rows):
+            return [f"{self.name}:row {r + 1}" for r in rows]
+        return [f"{self.name}:{line}" for line in _csv_lines(self.path, rows)]
+
+
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path) if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
+def _bad_utf8_line(path: Path) -> int:
+    """Line of the first byte that is not UTF-8 (only called once pyarrow has refused the file)."""
+    decoder, line = codecs.getincrementaldecoder("utf-8-sig")(), 1
+    with _open_bytes(path) as f:
+        while block := f.read(1 << 24):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as e:
+                return line + block.count(b"\n", 0, max(e.start, 0))
+            line += block.count(b"\n")
+    return line
+
+
+def _csv_lines(path: Path, rows: np.ndarray) -> np.ndarray:
+    """File line (1-based) of 0-based data rows, counted as pyarrow does (blank lines skipped).
+
+    Reads only up to the last row asked for; numpy when no field is quoted, else the csv module
+    (slower, but only for the handful of rows a message quotes).
+    """
+    need = int(rows.max()) + 2  # header + rows
+    parts, newlines = [], 0
+    with _open_bytes(path) as f:
+        while newlines < need and (block := f.read(1 << 24)):
+            parts.append(block)
+            newlines += block.count(b"\n")
+    buf = b"".join(parts)
+    if b'"' not in buf:
+        data = np.frombuffer(buf, dtype=np.uint8)
+        ends = np.append(np.flatnonzero(data == 10), len(data))
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        blank = (ends == starts) | ((ends == starts + 1) & (data[np.minimum(starts, len(data) - 1)] == 13))
+        lines = np.flatnonzero(~blank) + 1
+        if len(lines) >= need:
+            return lines[rows + 1]
+    found, record, prev = {}, -1, 0
+    with io.TextIOWrapper(_open_bytes(path), encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        for fields in reader:
+            start, prev = prev + 1, reader.line_num
+            if fields:
+                record += 1
+                found[record] = start
+            if record >= need - 1:
+                break
+    return np.array([found.get(int(r) + 1, int(r) + 2) for r in rows])
+
+
+# --------------------------------------------------------------------------- checks and reports
+
+
+class _Checks:
+    """Bad rows by reason (each row counted once, under its first problem), with examples."""
+
+    def __init__(self, src: _Source):
+        self.src = src
+        self.bad = np.zeros(src.n, dtype=bool)
+        self.counts: dict[str, int] = {}
+        self._examples: list[tuple[str, np.ndarray, str, list[str]]] = []
+
+    def reject(self, reason: str, mask: np.ndarray, column: str, why: Callable[[Any], str]) -> None:
+        new = mask & ~self.bad
+        if k := int(new.sum()):
+            self.bad |= new
+            self.counts[reason] = self.counts.get(reason, 0) + k
+            rows = np.flatnonzero(new)[:MAX_EXAMPLES]
+            raw = self.src.table.column(column).take(pa.array(rows)).to_pylist()
+            self._examples.append((reason, rows, column, [why(v) for v in raw]))
+
+    def report(self, max_bad_share: float = 1.0) -> dict[str, Any]:
+        """The file's report; InputError when bad rows are more than ``max_bad_share``."""
+        rows = [r for _, rs, _, _ in self._examples for r in rs]
+        places = iter(self.src.where(np.array(rows, dtype=np.int64)))
+        examples: dict[str, list[str]] = {}
+        for reason, _, column, whys in self._examples:
+            examples.setdefault(reason, []).extend(f"{next(places)}:{column}: {w}" for w in whys)
+        n, n_bad = self.src.n, int(self.bad.sum())
+        report = {"file": self.src.name, "format": self.src.fmt, "rows_read": n, "rows_kept": n - n_bad,
+                  "rejected": dict(self.counts),
+                  "examples": {k: v[:MAX_EXAMPLES] for k, v in examples.items()}}
+        if n_bad / n > max_bad_share:
+            raise InputError(f"{self.src.name}: {n_bad:,} of {n:,} rows ({n_bad / n:.2%}) are bad, more "
+                             f"than max_bad_share {max_bad_share:.2%}: fix them or raise "
+                             f"input.max_bad_share\n" + format_report(report))
+        if n_bad:
+            log.warning("%s", format_report(report))
+        return report
+
+    def parse(self, name: str, parse: Callable[[pa.ChunkedArray], Parsed], good: Callable, default: Any,
+              why: str, required: bool = False) -> np.ndarray:
+        """Column ``name`` parsed; blank -> ``default`` (or rejected when required); values that do
+        not parse or fail ``good`` are rejected as ``bad_<name>``."""
+        a = self.src.column(name)
+        if a is None:
+            return np.full(self.src.n, default)
+        v, ok, blank = parse(a)
+        ok &= good(np.where(ok, v, default))
+        self.reject(f"bad_{name}", ~ok & (required | ~blank), name,
+                    lambda x: f"{name} is empty" if not str(x or "").strip() else f"{name} {x!r} {why}")
+        return np.where(ok, v, default)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """What was read and rejected, as lines a person reads (one file's report or load_dataset's)."""
+    rejected = sum(report.get("rejected", {}).values())
+    lines = [f"{report['file']}: {report['rows_read']:,} rows read, {report['rows_kept']:,} kept"
+             + (f", {rejected:,} rejected" if rejected else "")]
+    for reason, count in report.get("rejected", {}).items():
+        lines += [f"  {reason}: {count:,}"] + [f"    {e}" for e in report["examples"].get(reason, [])]
+    for key in ("unknown_member", "unknown_item"):
+        if report.get(key, {}).get("count"):
+            u = report[key]
+            lines.append(f"  {key}: {u['count']:,} row(s) naming {u['ids']:,} unknown id(s), skipped")
+            lines += [f"    {e}" for e in u["examples"]]
+    if "rows_used" in report:
+        lines.append(f"  rows used: {report['rows_used']:,}")
+    lines += [format_report(report[k]) for k in ("items", "members") if report.get(k)]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- column parsers
+
+
+def _is_text(a: pa.ChunkedArray) -> bool:
+    t = a.type.value_type if pa.types.is_dictionary(a.type) else a.type
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _text(a: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_dictionary(a.type):
+        a = a.cast(a.type.value_type)
+    return a if pa.types.is_string(a.type) else a.cast(pa.string())
+
+
+def _np(a: pa.ChunkedArray | pa.Array, fill: Any) -> np.ndarray:
+    return (pc.fill_null(a, fill) if a.null_count else a).to_numpy(zero_copy_only=False)
+
+
+def _cast(a: pa.ChunkedArray | pa.Array, typ: pa.DataType) -> pa.ChunkedArray | None:
+    """Whole-column cast, or None when some value does not fit. Cast in 64k-row pieces: Arrow is
+    slow to refuse one big array, quick to refuse a small piece."""
+    chunks = a.chunks if isinstance(a, pa.ChunkedArray) else [a]
+    pieces = [c.slice(i, 1 << 16) for c in chunks for i in range(0, len(c), 1 << 16)]
+    try:
+        return pc.cast(pa.chunked_array(pieces, a.type), typ)
+    except pa.ArrowInvalid:
+        return None
+
+
+def _number(a: pa.ChunkedArray) -> Parsed:
+    """Float64. Clean text is cast in one go; otherwise checked by regex, then cast."""
+    if not _is_text(a):
+        v = _np(pc.cast(a, pa.float64()), np.nan)
+        return v, np.isfinite(v), _np(pc.is_null(a), True)
+    if (got := _cast(a, pa.float64())) is not None:
+        v = got.to_numpy(zero_copy_only=False)
+        return v, np.isfinite(v), np.zeros(len(v), dtype=bool)
+    t = pc.utf8_trim_whitespace(_text(a)).combine_chunks()
+    valid = _np(pc.match_substring_regex(t, _NUMBER), False)
+    v = pc.cast(pc.if_else(pa.array(valid), t, "nan"), pa.float64()).to_numpy(zero_copy_only=False)
+    return v, valid & np.isfinite(v), _np(pc.equal(t, ""), True)
+
+
+def _whole(v: np.ndarray) -> np.ndarray:
+    return np.isfinite(v) & (v == np.round(v))
+
+
+def _time(a: pa.ChunkedArray) -> Parsed:
+    """Int64 unix seconds from integer seconds or ISO-8601 text (naive = UTC), or a timestamp column."""
+    if pa.types.is_timestamp(a.type) or pa.types.is_date(a.type):
+        a = pc.cast(pc.cast(a, pa.timestamp("s", getattr(a.type, "tz", None)), safe=False), pa.int64())
+    if pa.types.is_integer(a.type):
+        blank = _np(pc.is_null(a), True)
+        return _np(pc.cast(a, pa.int64()), 0), ~blank, blank
+    if not _is_text(a):
+        v, ok, blank = _number(a)
+        ok &= _whole(v)
+        return np.where(ok, v, 0).astype(np.int64), ok, blank
+    if (got := _cast(a, pa.int64())) is not None:  # the common case: all integers
+        v = got.to_numpy(zero_copy_only=False)
+        return v, np.ones(len(v), dtype=bool), np.zeros(len(v), dtype=bool)
+    s = pc.utf8_trim_whitespace(_text(a)).combine_chunks()
+    s = pc.replace_substring_regex(s, r"^([+-]?\d{1,18})\.0*$", r"\1")  # "1793500000.0" from pandas
+    blank = _np(pc.equal(s, ""), True)
+    ok = _np(pc.match_substring_regex(s, r"^[+-]?\d{1,18}$"), False)
+    v = np.array(pc.cast(pc.if_else(pa.array(ok), s, "0"), pa.int64()))
+    if len(rest := np.flatnonzero(~ok & ~blank)):
+        v[rest], ok[rest] = _iso(s.take(pa.array(rest)))
+    return v, ok, blank
+
+
+def _iso(s: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """ISO-8601 text -> seconds. Values with and without a zone are cast separately (fast); what
+    a cast refuses is parsed format by format."""
+    v, ok = np.zeros(len(s), dtype=np.int64), np.zeros(len(s), dtype=bool)
+    zoned = _np(pc.match_substring_regex(s, r"([Zz]|[+-]\d\d:?\d\d)$"), False)
+    for part, typ in ((zoned, pa.timestamp("ns", "UTC")), (~zoned, pa.timestamp("ns"))):
+        idx = np.flatnonzero(part)
+        if len(idx) and (got := _cast(s.take(pa.array(idx)), typ)) is not None:
+            v[idx], ok[idx] = _np(got.cast(pa.int64()), 0) // 1_000_000_000, True
+    if len(rest := np.flatnonzero(~ok)):
+        norm = pc.replace_substring_regex(s.take(pa.array(rest)), r"^(\d{4}-\d{2}-\d{2})[Tt ]", r"\1 ")
+        norm = pc.replace_substring_regex(norm, r"(:\d{2})\.\d+", r"\1")
+        norm = pc.replace_substring_regex(norm, r"[Zz]$", "+0000")
+        for fmt in _TIME_FORMATS:  # each format only on what is still unparsed
+            todo = np.flatnonzero(~ok[rest])
+            got = pc.strptime(norm.take(pa.array(todo)), format=fmt, unit="s", error_is_null=True)
+            hit = _np(pc.is_valid(got), False)
+            v[rest[todo[hit]]] = _np(got.cast(pa.int64()), 0)[hit]
+            ok[rest[todo[hit]]] = True
+    return v, ok
+
+
+def _bool(a: pa.ChunkedArray) -> Parsed:
+    """true/false/1/0/yes/no/y/n in any case, or a boolean column."""
+    if pa.types.is_boolean(a.type):
+        blank = _np(pc.is_null(a), True)
+        return _np(a, True).astype(bool), ~blank, blank
+    d = pc.dictionary_encode(_text(a)).combine_chunks()
+    words = [str(w).strip().lower() for w in d.dictionary.to_pylist()]
+    code = np.array([_BOOLS.get(w, 2 if w else 3) for w in words] + [3])[_np(d.indices, len(words))]
+    return code == 1, code <= 1, code == 3
+
+
+def _ids(a: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """-> (int32 codes, -1 when blank; dictionary of trimmed ids in order of first appearance)."""
+    chunks = pc.dictionary_encode(_text(a)).chunks
+    dictionary = chunks[-1].dictionary  # Arrow gives every chunk the same, final dictionary
+    codes = np.concatenate([_np(ch.indices, -1) for ch in chunks]).astype(np.int32)
+    trimmed = pc.utf8_trim_whitespace(dictionary)
+    if not trimmed.equals(dictionary):  # " 7" and "7" are one id
+        again = pc.dictionary_encode(trimmed)
+        codes, dictionary = np.append(_np(again.indices, -1), -1).astype(np.int32)[codes], again.dictionary
+    if (empty := pc.index(dictionary, "").as_py()) >= 0:
+        codes[codes == empty] = -1
+    return codes, dictionary
+
+
+def _compact(codes: np.ndarray, dictionary: pa.Array, all_kept: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Drop ids no kept row uses; -> (codes, ids as an object array of str)."""
+    if all_kept:  # every id appears in some row: nothing to drop
+        return codes, dictionary.to_numpy(zero_copy_only=False).astype(object)
+    used = np.bincount(codes, minlength=len(dictionary)) > 0
+    ids = dictionary.filter(pa.array(used)).to_numpy(zero_copy_only=False).astype(object)
+    return (np.cumsum(used) - 1).astype(np.int32)[codes], ids
+
+
+def _strings(src: _Source, name: str, lower: bool = False) -> np.ndarray:
+    if (a := src.column(name)) is None:
+        return np.full(src.n, "", dtype=object)
+    s = pc.utf8_trim_whitespace(pc.replace_substring_regex(_text(a), r"\s+", " "))
+    return _np(pc.utf8_lower(s) if lower else s, "").astype(object)
+
+
+def _lookup(ids: pa.Array | np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Position of each id in ``known`` (-1 when absent), hashed by Arrow."""
+    return _np(pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(known, pa.string())), -1)
+
+
+def _id_column(src: _Source, checks: _Checks, column: str, unique: bool = False
+               ) -> tuple[np.ndarray, pa.Array]:
+    codes, dictionary = _ids(src.table.column(column))
+    if unique:  # a duplicated catalogue id is structural (which row is right?): fail naming both
+        valid = np.flatnonzero(codes >= 0)
+        order = valid[np.argsort(codes[valid], kind="stable")]
+        if len(dup := np.flatnonzero(codes[order][1:] == codes[order][:-1])):
+            i = int(np.argmin(order[dup + 1]))
+            first, second = src.where(np.array([order[dup[i]], order[dup[i] + 1]]))
+            value = dictionary[int(codes[order[dup[i]]])].as_py()
+            raise InputError(f"{second}:{column}: duplicated {column} {value!r}, already on "
+                             f"{first} ({len(dup):,} duplicated row(s) in all)")
+    checks.reject("empty_id", codes < 0, column, lambda v: f"{column} is empty")
+    return codes, dictionary
+
+
+# --------------------------------------------------------------------------- public readers
+
+
+def _events(path: str | Path, max_bad_share: float) -> tuple[Interactions, np.ndarray, _Source]:
+    """read_events, plus each kept event's 0-based row in the file and the source (for messages)."""
+    src = _Source(path, "events")
+    checks = _Checks(src)
+    member, member_dict = _id_column(src, checks, "member_id")
+    item, item_dict = _id_column(src, checks, "item_id")
+    ev = pc.dictionary_encode(_text(src.table.column("event"))).combine_chunks()
+    words = [str(w).strip().lower() for w in ev.dictionary.to_pylist()]
+    lut = np.array([EVENT_TYPES.index(w) if w in EVENT_TYPES else 255 for w in words] + [255], np.uint8)
+    event = lut[_np(ev.indices, len(words))]
+    checks.reject("unknown_event", event == 255, "event",
+                  lambda v: f"unknown event {v!r} (expected one of {', '.join(EVENT_TYPES)})")
+    ts = checks.parse("ts", _time, lambda v: (v >= 0) & (v < 10**11), 0,
+                      "is not a time (unix seconds, not milliseconds, or ISO-8601)", required=True)
+    quantity = None
+    if src.column("quantity") is not None:
+        quantity = checks.parse("quantity", _number, lambda v: v > 0, 1.0, "is not a positive number")
+    report = checks.report(max_bad_share)
+    clean = report["rows_kept"] == src.n
+    keep = np.arange(src.n) if clean else np.flatnonzero(~checks.bad)
+    member, member_ids = _compact(member if clean else member[keep], member_dict, clean)
+    item, item_ids = _compact(item if clean else item[keep], item_dict, clean)
+    if not clean:
+        event, ts = event[keep], ts[keep]
+        quantity = None if quantity is None else quantity[keep]
+    return Interactions(member=member, item=item, event=event, ts=ts, member_ids=member_ids,
+                        item_ids=item_ids, report=report,
+                        quantity=None if quantity is None else quantity.astype(np.float32)), keep, src
+
+
+def read_events(path: str | Path, *, max_bad_share: float = 0.01) -> Interactions:
+    """Events file -> Interactions in the file's own id space (ids in order of first appearance)."""
+    return _events(path, max_bad_share)[0]
+
+
+def _items(path: str | Path, max_bad_share: float) -> tuple[ItemTable, dict[str, Any]]:
+    src = _Source(path, "items")
+    checks = _Checks(src)
+    codes, dictionary = _id_column(src, checks, "item_id", unique=True)
+    price = checks.parse("price", _number, lambda v: v >= 0, np.nan, "is not a number >= 0")
+    stock = checks.parse("stock", _number, lambda v: _whole(v) & (v >= -1), -1,
+                         "is not a whole number >= 0 (-1 = unknown)").astype(np.int64)
+    on_shelf = checks.parse("on_shelf", _bool, lambda v: True, True, "is not true/false/1/0/yes/no/y/n")
+    launched = checks.parse("launched_at", _time, lambda v: v >= -1, -1,
+                            "is not a time (unix seconds or ISO-8601)").astype(np.int64)
+    report = checks.report(max_bad_share)
+    keep = ~checks.bad
+    ids = dictionary.to_numpy(zero_copy_only=False).astype(object)
+    return ItemTable(item_id=ids[codes[keep]], category=_strings(src, "category")[keep],
+                     brand=_strings(src, "brand")[keep], price=price[keep].astype(np.float64),
+                     stock=stock[keep], on_shelf=on_shelf[keep].astype(bool), launched_at=launched[keep],
+                     tags=_strings(src, "tags")[keep]), report
+
+
+def read_items(path: str | Path, *, max_bad_share: float = 0.01) -> ItemTable:
+    """Catalogue file -> ItemTable in file order (the item id space). Empty cells mean unknown."""
+    return _items(path, max_bad_share)[0]
+
+
+def _members(path: str | Path, max_bad_share: float) -> tuple[MemberTable, dict[str, Any]]:
+    src = _Source(path, "members")
+    checks = _Checks(src)
+    codes, dictionary = _id_column(src, checks, "member_id", unique=True)
+    points = checks.parse("points", _number, lambda v: True, np.nan, "is not a number")
+    report = checks.report(max_bad_share)
+    keep = ~checks.bad
+    ids = dictionary.to_numpy(zero_copy_only=False).astype(object)
+    return MemberTable(member_id=ids[codes[keep]], tier=_strings(src, "tier", lower=True)[keep],
+                       points=points[keep].astype(np.float64)), report
+
+
+def read_members(path: str | Path, *, max_bad_share: float = 0.01) -> MemberTable:
+    """Members file -> MemberTable in file order; tiers lower-cased, join time not used."""
+    return _members(path, max_bad_share)[0]
+
+
+def _unknown(src: _Source, rows: np.ndarray, codes: np.ndarray, ids: np.ndarray, column: str,
+             why: str) -> dict[str, Any]:
+    """Rows naming ids we do not know: count, distinct ids and examples (not bad rows)."""
+    shown = src.where(rows[:MAX_EXAMPLES])
+    return {"count": len(rows), "ids": len(np.unique(codes)),
+            "examples": [f"{p}:{column}: {column} {ids[c]!r} {why}"
+                         for p, c in zip(shown, codes, strict=False)]}
+
+
+def load_dataset(events: str | Path, items: str | Path, members: str | Path | None = None, *,
+                 max_bad_share: float = 0.01) -> Dataset:
+    """Events, catalogue and members in one id space: items in catalogue order; members as they first
+    appear in events, then those only in the members file. Events on items missing from the catalogue
+    are counted and dropped, outside max_bad_share (a catalogue may lag the event log)."""
+    catalogue, items_report = _items(items, max_bad_share)
+    ev, rows, src = _events(events, max_bad_share)
+    item = _lookup(ev.item_ids, catalogue.item_id)[ev.item]
+    unknown = np.flatnonzero(item < 0)
+    report = dict(ev.report, items=items_report, members=None)
+    report["unknown_item"] = _unknown(src, rows[unknown], ev.item[unknown], ev.item_ids, "item_id",
+                                      f"is not in the catalogue {items}")
+    if len(unknown) == len(ev):
+        raise InputError(f"{events}: none of the {len(ev):,} events names an item of the catalogue "
+                         f"{items} (ids must match exactly, as text)\n" + format_report(report))
+    ev = ev.subset(item >= 0)
+    ev.item, ev.item_ids = item[item >= 0].astype(np.int32), catalogue.item_id
+    member_ids = ev.member_ids
+    tier, points = np.full(len(member_ids), "", dtype=object), np.full(len(member_ids), np.nan)
+    if members is not None:
+        mt, report["members"] = _members(members, max_bad_share)
+        pos = _lookup(member_ids, mt.member_id)
+        found = pos >= 0
+        tier[found], points[found] = mt.tier[pos[found]], mt.points[pos[found]]
+        only = np.ones(len(mt), dtype=bool)
+        only[pos[found]] = False
+        member_ids = np.concatenate([member_ids, mt.member_id[only]])
+        tier, points = np.concatenate([tier, mt.tier[only]]), np.concatenate([points, mt.points[only]])
+    ev.member_ids = member_ids
+    ev.report = dict(report, rows_used=len(ev))
+    return Dataset(events=ev, items=catalogue, members=MemberTable(member_ids, tier, points))
+
+
+def read_pairs(path: str | Path, dataset: Dataset, *, report: dict[str, Any] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Holdout (member_id, item_id) file -> int32 codes in ``dataset``'s id space.
+
+    Rows naming a member or item the dataset does not know are counted (in ``report`` when given,
+    and the log) and skipped; InputError when no pair is left.
+    """
+    src = _Source(path, "holdout")
+    checks = _Checks(src)
+    m_codes, m_dict = _id_column(src, checks, "member_id")
+    i_codes, i_dict = _id_column(src, checks, "item_id")
+    out = checks.report()
+    m_pos = np.append(_lookup(m_dict, dataset.members.member_id), -1)[m_codes]
+    i_pos = np.append(_lookup(i_dict, dataset.items.item_id), -1)[i_codes]
+    bad_m = np.flatnonzero(~checks.bad & (m_pos < 0))
+    bad_i = np.flatnonzero(~checks.bad & (m_pos >= 0) & (i_pos < 0))
+    out["unknown_member"] = _unknown(src, bad_m, m_codes[bad_m], m_dict.to_pylist(), "member_id",
+                                     "is not a member of the dataset")
+    out["unknown_item"] = _unknown(src, bad_i, i_codes[bad_i], i_dict.to_pylist(), "item_id",
+                                   "is not in the catalogue")
+    keep = ~checks.bad & (m_pos >= 0) & (i_pos >= 0)
+    out["rows_used"] = int(keep.sum())
+    if report is not None:
+        report.update(out)
+    if not keep.any():
+        raise InputError(f"{path}: no (member, item) pair left to evaluate\n" + format_report(out))
+    if len(bad_m) or len(bad_i):
+        log.warning("%s", format_report(out))
+    return m_pos[keep].astype(np.int32), i_pos[keep].astype(np.int32)
