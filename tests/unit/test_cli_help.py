@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 from service.cli import app
 
 runner = CliRunner()
-COMMANDS = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+COMMANDS = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+COMMANDS += [g.name for g in app.registered_groups]
 
 
 def test_root_help_lists_every_command():
