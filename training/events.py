@@ -29,6 +29,8 @@ import pyarrow.parquet as pq
 
 from service.errors import MallrecError
 from service.model_bundle import EVENT_TYPES, ItemTable, MemberTable
+from training import columns as col
+from training.columns import Parsed
 from training.dataset import Dataset, Interactions
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,6 @@ _SPECS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (requi
     "members": (("member_id",), ("tier", "points")),
     "holdout": (("member_id", "item_id"), ()),
 }
-_BOOLS = {"true": 1, "t": 1, "1": 1, "yes": 1, "y": 1, "false": 0, "f": 0, "0": 0, "no": 0, "n": 0}
-_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M%z", "%Y-%m-%d %H:%M",
-                 "%Y-%m-%d")
-Parsed = tuple[np.ndarray, np.ndarray, np.ndarray]  # values, parsed ok, blank (null or whitespace)
 
 
 class InputError(MallrecError):
@@ -272,148 +269,21 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- column parsers
-
-
-def _is_text(a: pa.ChunkedArray) -> bool:
-    t = a.type.value_type if pa.types.is_dictionary(a.type) else a.type
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _text(a: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_dictionary(a.type):
-        a = a.cast(a.type.value_type)
-    return a if pa.types.is_string(a.type) else a.cast(pa.string())
-
-
-def _np(a: pa.ChunkedArray | pa.Array, fill: Any) -> np.ndarray:
-    return (pc.fill_null(a, fill) if a.null_count else a).to_numpy(zero_copy_only=False)
-
-
-def _cast(a: pa.ChunkedArray | pa.Array, typ: pa.DataType) -> pa.ChunkedArray | None:
-    """Whole-column cast, or None when some value does not fit. Cast in 64k-row pieces: Arrow is
-    slow to refuse one big array, quick to refuse a small piece."""
-    chunks = a.chunks if isinstance(a, pa.ChunkedArray) else [a]
-    pieces = [c.slice(i, 1 << 16) for c in chunks for i in range(0, len(c), 1 << 16)]
-    try:
-        return pc.cast(pa.chunked_array(pieces, a.type), typ)
-    except pa.ArrowInvalid:
-        return None
-
-
-def _number(a: pa.ChunkedArray) -> Parsed:
-    """Float64. Clean text is cast in one go; otherwise checked by regex, then cast."""
-    if not _is_text(a):
-        v = _np(pc.cast(a, pa.float64()), np.nan)
-        return v, np.isfinite(v), _np(pc.is_null(a), True)
-    if (got := _cast(a, pa.float64())) is not None:
-        v = got.to_numpy(zero_copy_only=False)
-        return v, np.isfinite(v), np.zeros(len(v), dtype=bool)
-    t = pc.utf8_trim_whitespace(_text(a)).combine_chunks()
-    valid = _np(pc.match_substring_regex(t, _NUMBER), False)
-    v = pc.cast(pc.if_else(pa.array(valid), t, "nan"), pa.float64()).to_numpy(zero_copy_only=False)
-    return v, valid & np.isfinite(v), _np(pc.equal(t, ""), True)
-
-
-def _whole(v: np.ndarray) -> np.ndarray:
-    return np.isfinite(v) & (v == np.round(v))
-
-
-def _time(a: pa.ChunkedArray) -> Parsed:
-    """Int64 unix seconds from integer seconds or ISO-8601 text (naive = UTC), or a timestamp column."""
-    if pa.types.is_timestamp(a.type) or pa.types.is_date(a.type):
-        a = pc.cast(pc.cast(a, pa.timestamp("s", getattr(a.type, "tz", None)), safe=False), pa.int64())
-    if pa.types.is_integer(a.type):
-        blank = _np(pc.is_null(a), True)
-        return _np(pc.cast(a, pa.int64()), 0), ~blank, blank
-    if not _is_text(a):
-        v, ok, blank = _number(a)
-        ok &= _whole(v)
-        return np.where(ok, v, 0).astype(np.int64), ok, blank
-    if (got := _cast(a, pa.int64())) is not None:  # the common case: all integers
-        v = got.to_numpy(zero_copy_only=False)
-        return v, np.ones(len(v), dtype=bool), np.zeros(len(v), dtype=bool)
-    s = pc.utf8_trim_whitespace(_text(a)).combine_chunks()
-    s = pc.replace_substring_regex(s, r"^([+-]?\d{1,18})\.0*$", r"\1")  # "1793500000.0" from pandas
-    blank = _np(pc.equal(s, ""), True)
-    ok = _np(pc.match_substring_regex(s, r"^[+-]?\d{1,18}$"), False)
-    v = np.array(pc.cast(pc.if_else(pa.array(ok), s, "0"), pa.int64()))
-    if len(rest := np.flatnonzero(~ok & ~blank)):
-        v[rest], ok[rest] = _iso(s.take(pa.array(rest)))
-    return v, ok, blank
-
-
-def _iso(s: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """ISO-8601 text -> seconds. Values with and without a zone are cast separately (fast); what
-    a cast refuses is parsed format by format."""
-    v, ok = np.zeros(len(s), dtype=np.int64), np.zeros(len(s), dtype=bool)
-    zoned = _np(pc.match_substring_regex(s, r"([Zz]|[+-]\d\d:?\d\d)$"), False)
-    for part, typ in ((zoned, pa.timestamp("ns", "UTC")), (~zoned, pa.timestamp("ns"))):
-        idx = np.flatnonzero(part)
-        if len(idx) and (got := _cast(s.take(pa.array(idx)), typ)) is not None:
-            v[idx], ok[idx] = _np(got.cast(pa.int64()), 0) // 1_000_000_000, True
-    if len(rest := np.flatnonzero(~ok)):
-        norm = pc.replace_substring_regex(s.take(pa.array(rest)), r"^(\d{4}-\d{2}-\d{2})[Tt ]", r"\1 ")
-        norm = pc.replace_substring_regex(norm, r"(:\d{2})\.\d+", r"\1")
-        norm = pc.replace_substring_regex(norm, r"[Zz]$", "+0000")
-        for fmt in _TIME_FORMATS:  # each format only on what is still unparsed
-            todo = np.flatnonzero(~ok[rest])
-            got = pc.strptime(norm.take(pa.array(todo)), format=fmt, unit="s", error_is_null=True)
-            hit = _np(pc.is_valid(got), False)
-            v[rest[todo[hit]]] = _np(got.cast(pa.int64()), 0)[hit]
-            ok[rest[todo[hit]]] = True
-    return v, ok
-
-
-def _bool(a: pa.ChunkedArray) -> Parsed:
-    """true/false/1/0/yes/no/y/n in any case, or a boolean column."""
-    if pa.types.is_boolean(a.type):
-        blank = _np(pc.is_null(a), True)
-        return _np(a, True).astype(bool), ~blank, blank
-    d = pc.dictionary_encode(_text(a)).combine_chunks()
-    words = [str(w).strip().lower() for w in d.dictionary.to_pylist()]
-    code = np.array([_BOOLS.get(w, 2 if w else 3) for w in words] + [3])[_np(d.indices, len(words))]
-    return code == 1, code <= 1, code == 3
-
-
-def _ids(a: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """-> (int32 codes, -1 when blank; dictionary of trimmed ids in order of first appearance)."""
-    chunks = pc.dictionary_encode(_text(a)).chunks
-    dictionary = chunks[-1].dictionary  # Arrow gives every chunk the same, final dictionary
-    codes = np.concatenate([_np(ch.indices, -1) for ch in chunks]).astype(np.int32)
-    trimmed = pc.utf8_trim_whitespace(dictionary)
-    if not trimmed.equals(dictionary):  # " 7" and "7" are one id
-        again = pc.dictionary_encode(trimmed)
-        codes, dictionary = np.append(_np(again.indices, -1), -1).astype(np.int32)[codes], again.dictionary
-    if (empty := pc.index(dictionary, "").as_py()) >= 0:
-        codes[codes == empty] = -1
-    return codes, dictionary
-
-
-def _compact(codes: np.ndarray, dictionary: pa.Array, all_kept: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Drop ids no kept row uses; -> (codes, ids as an object array of str)."""
-    if all_kept:  # every id appears in some row: nothing to drop
-        return codes, dictionary.to_numpy(zero_copy_only=False).astype(object)
-    used = np.bincount(codes, minlength=len(dictionary)) > 0
-    ids = dictionary.filter(pa.array(used)).to_numpy(zero_copy_only=False).astype(object)
-    return (np.cumsum(used) - 1).astype(np.int32)[codes], ids
-
-
 def _strings(src: _Source, name: str, lower: bool = False) -> np.ndarray:
     if (a := src.column(name)) is None:
         return np.full(src.n, "", dtype=object)
-    s = pc.utf8_trim_whitespace(pc.replace_substring_regex(_text(a), r"\s+", " "))
-    return _np(pc.utf8_lower(s) if lower else s, "").astype(object)
+    s = pc.utf8_trim_whitespace(pc.replace_substring_regex(col.as_text(a), r"\s+", " "))
+    return col.to_numpy(pc.utf8_lower(s) if lower else s, "").astype(object)
 
 
 def _lookup(ids: pa.Array | np.ndarray, known: np.ndarray) -> np.ndarray:
     """Position of each id in ``known`` (-1 when absent), hashed by Arrow."""
-    return _np(pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(known, pa.string())), -1)
+    return col.to_numpy(pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(known, pa.string())), -1)
 
 
 def _id_column(src: _Source, checks: _Checks, column: str, unique: bool = False
                ) -> tuple[np.ndarray, pa.Array]:
-    codes, dictionary = _ids(src.table.column(column))
+    codes, dictionary = col.encode_ids(src.table.column(column))
     if unique:  # a duplicated catalogue id is structural (which row is right?): fail naming both
         valid = np.flatnonzero(codes >= 0)
         order = valid[np.argsort(codes[valid], kind="stable")]
@@ -436,22 +306,23 @@ def _events(path: str | Path, max_bad_share: float) -> tuple[Interactions, np.nd
     checks = _Checks(src)
     member, member_dict = _id_column(src, checks, "member_id")
     item, item_dict = _id_column(src, checks, "item_id")
-    ev = pc.dictionary_encode(_text(src.table.column("event"))).combine_chunks()
+    ev = pc.dictionary_encode(col.as_text(src.table.column("event"))).combine_chunks()
     words = [str(w).strip().lower() for w in ev.dictionary.to_pylist()]
     lut = np.array([EVENT_TYPES.index(w) if w in EVENT_TYPES else 255 for w in words] + [255], np.uint8)
-    event = lut[_np(ev.indices, len(words))]
+    event = lut[col.to_numpy(ev.indices, len(words))]
     checks.reject("unknown_event", event == 255, "event",
                   lambda v: f"unknown event {v!r} (expected one of {', '.join(EVENT_TYPES)})")
-    ts = checks.parse("ts", _time, lambda v: (v >= 0) & (v < 10**11), 0,
+    ts = checks.parse("ts", col.parse_time, lambda v: (v >= 0) & (v < 10**11), 0,
                       "is not a time (unix seconds, not milliseconds, or ISO-8601)", required=True)
     quantity = None
     if src.column("quantity") is not None:
-        quantity = checks.parse("quantity", _number, lambda v: v > 0, 1.0, "is not a positive number")
+        quantity = checks.parse("quantity", col.parse_number, lambda v: v > 0, 1.0,
+                                "is not a positive number")
     report = checks.report(max_bad_share)
     clean = report["rows_kept"] == src.n
     keep = np.arange(src.n) if clean else np.flatnonzero(~checks.bad)
-    member, member_ids = _compact(member if clean else member[keep], member_dict, clean)
-    item, item_ids = _compact(item if clean else item[keep], item_dict, clean)
+    member, member_ids = col.compact_ids(member if clean else member[keep], member_dict, clean)
+    item, item_ids = col.compact_ids(item if clean else item[keep], item_dict, clean)
     if not clean:
         event, ts = event[keep], ts[keep]
         quantity = None if quantity is None else quantity[keep]
@@ -469,11 +340,12 @@ def _items(path: str | Path, max_bad_share: float) -> tuple[ItemTable, dict[str,
     src = _Source(path, "items")
     checks = _Checks(src)
     codes, dictionary = _id_column(src, checks, "item_id", unique=True)
-    price = checks.parse("price", _number, lambda v: v >= 0, np.nan, "is not a number >= 0")
-    stock = checks.parse("stock", _number, lambda v: _whole(v) & (v >= -1), -1,
+    price = checks.parse("price", col.parse_number, lambda v: v >= 0, np.nan, "is not a number >= 0")
+    stock = checks.parse("stock", col.parse_number, lambda v: col.is_whole(v) & (v >= -1), -1,
                          "is not a whole number >= 0 (-1 = unknown)").astype(np.int64)
-    on_shelf = checks.parse("on_shelf", _bool, lambda v: True, True, "is not true/false/1/0/yes/no/y/n")
-    launched = checks.parse("launched_at", _time, lambda v: v >= -1, -1,
+    on_shelf = checks.parse("on_shelf", col.parse_bool, lambda v: True, True,
+                            "is not true/false/1/0/yes/no/y/n")
+    launched = checks.parse("launched_at", col.parse_time, lambda v: v >= -1, -1,
                             "is not a time (unix seconds or ISO-8601)").astype(np.int64)
     report = checks.report(max_bad_share)
     keep = ~checks.bad
@@ -493,7 +365,7 @@ def _members(path: str | Path, max_bad_share: float) -> tuple[MemberTable, dict[
     src = _Source(path, "members")
     checks = _Checks(src)
     codes, dictionary = _id_column(src, checks, "member_id", unique=True)
-    points = checks.parse("points", _number, lambda v: True, np.nan, "is not a number")
+    points = checks.parse("points", col.parse_number, lambda v: True, np.nan, "is not a number")
     report = checks.report(max_bad_share)
     keep = ~checks.bad
     ids = dictionary.to_numpy(zero_copy_only=False).astype(object)
