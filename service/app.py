@@ -1,10 +1,11 @@
 """Composition root: the one place that builds and wires the service's parts.
 
     settings -> state store (Redis, or embedded Redis) -> model holder + bundle watcher
-             -> slot registry -> Recommender (use cases) -> gRPC servicer + health + reflection
-             -> metrics endpoint
+             -> slot registry (built-in, or the rules file + rules watcher) -> Recommender (use cases)
+             -> gRPC servicer + health + reflection -> metrics endpoint
 
-Tests inject fakes here (``state=``, ``clock=``, ``registry=``) and get a real server on a free port.
+Tests inject fakes here (``state=``, ``clock=``, ``registry=``) and get a real server on a free port;
+``clock`` is also how tests move the service's day (frequency caps, pins' date ranges).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Gauge, Info
 
 from service.api.gen.mallrec.v1 import recommender_pb2 as pb
 from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
@@ -28,7 +30,8 @@ from service.grpc_api import RecommenderServicer
 from service.metrics import Metrics
 from service.model import ServingModel
 from service.recommender import Recommender
-from service.reload import BundleWatcher, Holder
+from service.reload import BundleWatcher, Holder, RulesWatcher
+from service.rules.loader import LoadedRules
 from service.settings import Settings
 from service.slots import SlotRegistry, default_registry
 from service.state.embedded import EmbeddedRedis
@@ -55,6 +58,7 @@ class App:
     health: HealthServicer = field(default_factory=HealthServicer)
     server: grpc.aio.Server | None = None
     embedded: EmbeddedRedis | None = None
+    rules_watcher: RulesWatcher | None = None
     port: int = 0
 
     @property
@@ -85,8 +89,12 @@ class App:
             raise MallrecError(f"cannot listen on {address} (port in use?): {e}") from e
         await self.server.start()
         self.watcher.start()
+        if self.rules_watcher is not None:
+            self.rules_watcher.start()
+        registry = self.slots.current
         log.info("mallrec serving", extra={"address": self.target, "model": self.model_version,
-                                           "slots": self.slots.current.names() if self.slots.current else []})
+                                           "slots": registry.names() if registry else [],
+                                           "rules_version": registry.version if registry else None})
         return self
 
     @property
@@ -99,6 +107,8 @@ class App:
         if self.settings.drain_seconds and self.server is not None:
             await asyncio.sleep(self.settings.drain_seconds)
         await self.watcher.stop()
+        if self.rules_watcher is not None:
+            await self.rules_watcher.stop()
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace if grace is None else grace)
         await self.recommender.drain()
@@ -127,6 +137,12 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
           clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> App:
     """Wire everything; nothing listens until ``await app.start()``."""
     metrics = metrics or Metrics()
+    rules = None
+    if registry is None and settings.rules_path is not None:
+        from service.rules import load_rules
+
+        rules = load_rules(settings.rules_path)  # first, so a bad file stops the start before anything runs
+        registry = rules.registry
     embedded = None
     if state is None:
         url = settings.redis_url
@@ -140,6 +156,7 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
                                 on_error=lambda op: metrics.state_errors.labels(op).inc())
     models: Holder[ServingModel] = Holder()
     slots = Holder(registry or default_registry())
+    rules_watcher = _rules_watcher(settings, rules, slots, models, state, metrics) if rules else None
     health = HealthServicer()
 
     async def on_loaded(model: ServingModel) -> None:
@@ -155,4 +172,40 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
     recommender = Recommender(models, slots, state, max_count=settings.max_count,
                               record_served=settings.record_served, clock=clock)
     return App(settings=settings, metrics=metrics, models=models, slots=slots, state=state,
-               recommender=recommender, watcher=watcher, health=health, embedded=embedded)
+               recommender=recommender, watcher=watcher, health=health, embedded=embedded,
+               rules_watcher=rules_watcher)
+
+
+def _rules_watcher(settings: Settings, first: LoadedRules, slots: Holder[SlotRegistry],
+                   models: Holder[ServingModel], state: StateStore, metrics: Metrics) -> RulesWatcher:
+    """Watches the rules file: a changed valid file goes live (checked against the live model), an
+    invalid one is logged with every problem and counted; the rules' metrics say which is live."""
+    from service.rules import load_rules
+
+    assert settings.rules_path is not None
+    r = metrics.registry
+    version = Info("mallrec_rules", "The exposure rules file being served", registry=r)
+    loaded_at = Gauge("mallrec_rules_loaded_timestamp_seconds", "When the serving rules went live",
+                      registry=r)
+    failures = Counter("mallrec_rules_reload_failures", "Rules files rejected (invalid or unreadable)",
+                       registry=r)
+
+    def live(rules: LoadedRules) -> None:
+        version.info({"version": rules.registry.version, "path": str(settings.rules_path)})
+        loaded_at.set_to_current_time()
+        days = rules.registry.impression_days  # a cap over N days needs N days of impressions kept
+        if isinstance(state, RedisStateStore) and state.impressions_ttl < (days + 1) * 86400:
+            state.impressions_ttl = (days + 1) * 86400
+        for p in rules.problems:
+            log.warning("rules file warning", extra={"problem": p.format(str(settings.rules_path))})
+
+    async def on_loaded(rules: LoadedRules) -> None:
+        live(rules)
+
+    async def on_failed(error: Exception) -> None:
+        failures.inc()
+
+    live(first)
+    return RulesWatcher(settings.rules_path, slots, lambda p: load_rules(p, model=models.current),
+                        interval=settings.reload_interval, digest=first.digest, on_loaded=on_loaded,
+                        on_failed=on_failed)

@@ -1,4 +1,4 @@
-"""Service subcommands: serve, recommend, demo (registered on the root `mallrec` app).
+"""Service subcommands: serve, recommend, demo, rules check / preview (registered on the root app).
 
 gRPC and the model code load inside the commands, so `mallrec --help` stays instant.
 """
@@ -29,8 +29,9 @@ def serve(
     models: ModelsOpt,
     port: Annotated[int | None, typer.Option(help="gRPC port (env MALLREC_PORT; default 50051).")] = None,
     rules: Annotated[Path | None, typer.Option(
-        "--rules", help="Exposure rules file. Accepted and checked to exist, but NOT applied yet: "
-                        "rules arrive in the next release; slots use their built-in recipes.")] = None,
+        "--rules", help="Exposure rules file (TOML or YAML; see `mallrec rules check`). Applied to every "
+                        "slot and reloaded when it changes; an invalid change is rejected and the last good "
+                        "rules keep serving. Default: the built-in slot recipes.")] = None,
     redis_url: RedisOpt = None,
     metrics_port: MetricsOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
@@ -103,6 +104,9 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
+    from service.rules.commands import app as rules_app
+
     app.command()(serve)
     app.command()(recommend)
     app.command()(demo)
+    app.add_typer(rules_app, name="rules")

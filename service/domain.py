@@ -84,6 +84,18 @@ class OnlineState:
     recent: list[Event] = field(default_factory=list)
     impressions: dict[str, int] = field(default_factory=dict)  # item_id -> times shown today
     degraded: bool = False  # the store could not be read: recent behaviour is missing
+    #: earlier days' impressions, yesterday first; only as many days as the rules' widest cap asks for
+    past_impressions: list[dict[str, int]] = field(default_factory=list)
+
+    def impressions_over(self, days: int) -> dict[str, int]:
+        """item_id -> impressions today and the ``days - 1`` days before (what a frequency cap counts)."""
+        if days <= 1 or not self.past_impressions:
+            return self.impressions
+        total = dict(self.impressions)
+        for day in self.past_impressions[:days - 1]:
+            for item, n in day.items():
+                total[item] = total.get(item, 0) + n
+        return total
 
     @classmethod
     def unavailable(cls) -> OnlineState:
@@ -126,11 +138,13 @@ class TraceStep:
     """What one component did to the candidates: items it added or removed (item ids)."""
 
     step: str
-    kind: str  # source | filter | blend | boost | rule | backfill
+    kind: str  # source | filter | blend | boost | rule | rerank | backfill | cut
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     note: str = ""
     ms: float = 0.0
+    moved: list[str] = field(default_factory=list)  # "i012 9->1" for items in or moved out of the served top
+    gave_way: list[str] = field(default_factory=list)  # rules that could not hold, and to what they yielded
 
 
 @dataclass
@@ -145,6 +159,10 @@ class Trace:
 
     def removed_by(self, step: str) -> list[str]:
         return [i for s in self.steps if s.step == step for i in s.removed]
+
+    def gave_way(self) -> list[str]:
+        """Every "gave way" line of the run, in order (which rule yielded to which)."""
+        return [line for s in self.steps for line in s.gave_way]
 
 
 @dataclass

@@ -4,7 +4,9 @@
 
 The engine knows only four component shapes (the Protocols below); what a slot does is data in
 its recipe (``service.slots``). Every step's name lands in the trace and in the served items'
-reasons, so what a merchandiser reads is what the code calls it.
+reasons, so what a merchandiser reads is what the code calls it. A component may say more in the
+trace: ``describe()`` (what it is set to do) becomes the step's note, and while it runs it may call
+``q.note(...)`` and ``q.give_way(...)`` (a rule that could not hold, and why).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class SlotQuery:
     count: int
     context: Context = Context()
     exclude: set[int] = field(default_factory=set)  # items already placed on this page
+    filters: tuple[Filter, ...] = ()  # the recipe's filters (set by run): a step adding an item checks them
+    pinned: dict[int, int] = field(default_factory=dict)  # position (0-based) -> item, held by a pin
+    notes: list[str] = field(default_factory=list)  # what the running component tells the trace
+    yielded: list[str] = field(default_factory=list)  # rules that gave way while it ran
 
     @property
     def now(self) -> float:
@@ -42,6 +48,20 @@ class SlotQuery:
     @property
     def state(self) -> OnlineState:
         return self.profile.state
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def give_way(self, text: str) -> None:
+        self.yielded.append(text)
+
+    def admissible(self, item: int) -> str | None:
+        """None when ``item`` passes every filter of the recipe, else the name of the first that refuses."""
+        one = np.array([item], dtype=np.int64)
+        for f in self.filters:
+            if not bool(np.asarray(f.keep(self, one), dtype=bool)[0]):
+                return f.name
+        return None
 
 
 class CandidateSource(Protocol):
@@ -83,6 +103,7 @@ def run(recipe: SlotRecipe, q: SlotQuery) -> SlotResult:
     """Run ``recipe`` for one slot; the trace records every step, with its time in ms."""
     trace = Trace(recipe.name)
     ids = q.model.item_ids
+    q.filters = recipe.filters
     want = recipe.pool * q.count + len(q.exclude)
 
     pools: dict[str, list[Candidate]] = {}
@@ -102,12 +123,13 @@ def run(recipe: SlotRecipe, q: SlotQuery) -> SlotResult:
         ranked = _backfill(recipe, q, ranked, trace)
 
     for s in recipe.steps:
-        with _timed(trace, s.name, s.kind) as step:
+        with _timed(trace, s.name, s.kind, q, s) as step:
             before = [c.item for c in ranked]
             ranked = s.apply(q, ranked)
             after = {c.item for c in ranked}
             step.removed = ids[[i for i in before if i not in after]].tolist()
             step.added = ids[sorted(after - set(before))].tolist()
+            step.moved = _moves(ids, before, [c.item for c in ranked], q.count)
 
     served = ranked[: q.count]
     trace.record(TraceStep("cut", "cut", removed=ids[[c.item for c in ranked[q.count:]]].tolist(),
@@ -122,7 +144,7 @@ def apply_filters(filters: Sequence[Filter], q: SlotQuery, candidates: list[Cand
     """Each filter sees all candidates at once (one vectorised call), removals go to the trace."""
     items = np.fromiter((c.item for c in candidates), dtype=np.int64, count=len(candidates))
     for f in filters:
-        with _timed(trace, f.name, "filter") as step:
+        with _timed(trace, f.name, "filter", q, f) as step:
             keep = np.asarray(f.keep(q, items), dtype=bool) if len(items) else np.zeros(0, bool)
             step.removed = q.model.item_ids[np.unique(items[~keep])].tolist()
             candidates = [c for c, k in zip(candidates, keep.tolist(), strict=True) if k]
@@ -146,16 +168,38 @@ def _backfill(recipe: SlotRecipe, q: SlotQuery, ranked: list[Candidate], trace: 
     return ranked + extra
 
 
-class _timed:
-    """Context manager: a TraceStep recorded with its duration."""
+def _moves(ids: np.ndarray, before: list[int], after: list[int], count: int) -> list[str]:
+    """"item old->new" (1-based) for items that moved into, within or out of the served top."""
+    was = {item: pos for pos, item in enumerate(before)}
+    out = []
+    for pos, item in enumerate(after):
+        old = was.get(item)
+        if old is not None and old != pos and (pos < count or old < count):
+            out.append(f"{ids[item]} {old + 1}->{pos + 1}")
+    return out
 
-    def __init__(self, trace: Trace, name: str, kind: str) -> None:
-        self.trace, self.step = trace, TraceStep(name, kind)
+
+class _timed:
+    """Context manager: a TraceStep recorded with its duration, the component's description and
+    whatever it noted on the query while it ran."""
+
+    def __init__(self, trace: Trace, name: str, kind: str, q: SlotQuery | None = None,
+                 component: object = None) -> None:
+        self.trace, self.step, self.q = trace, TraceStep(name, kind), q
+        describe = getattr(component, "describe", None)
+        if describe is not None:
+            self.step.note = describe()
 
     def __enter__(self) -> TraceStep:
         self.t0 = time.perf_counter()
+        if self.q is not None:
+            self.q.notes.clear()
+            self.q.yielded.clear()
         return self.step
 
     def __exit__(self, *exc: object) -> None:
         self.step.ms = round((time.perf_counter() - self.t0) * 1000, 3)
+        if self.q is not None:
+            self.step.note = "; ".join(n for n in (self.step.note, *self.q.notes) if n)
+            self.step.gave_way = list(self.q.yielded)
         self.trace.record(self.step)

@@ -1,21 +1,30 @@
-"""Hot reload: notice a newly published bundle, load it beside the old one, swap atomically.
+"""Hot reload: notice a newly published bundle or a changed rules file, build the new one beside
+the old one, swap atomically.
 
-The watcher polls MODELS_DIR/CURRENT (a one-line file; publish replaces it atomically). A new
-version loads in a worker thread while the old model keeps serving; the swap is one attribute
-assignment, and a request reads ``holder.current`` once, so it never sees half of two models. A
-bundle that fails to load (BundleError) is logged, counted and remembered, and the old one stays.
+The bundle watcher polls MODELS_DIR/CURRENT (a one-line file; publish replaces it atomically); the
+rules watcher polls the rules file's mtime and size, then its content hash. A new version loads in
+a worker thread while the old one keeps serving; the swap is one attribute assignment, and a
+request reads ``holder.current`` once, so it never sees half of two. A bundle or rules file that
+fails (BundleError, RulesError) is logged, counted and remembered (not retried until it changes),
+and the old one stays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
+from service.errors import MallrecError
 from service.model import ServingModel
 from service.model_bundle import VERSIONS_DIR, BundleError, current_version
+
+if TYPE_CHECKING:
+    from service.rules.loader import LoadedRules
+    from service.slots import SlotRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,7 +41,34 @@ class Holder(Generic[T]):
         return old
 
 
-class BundleWatcher:
+class Poller:
+    """Calls ``check()`` every ``interval`` seconds in a task until stopped; a failing check is logged."""
+
+    interval: float = 1.0
+    _task: asyncio.Task[None] | None = None
+
+    async def check(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._poll(), name=type(self).__name__)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check()
+            except Exception:  # a watcher that dies silently would freeze what it watches: log, go on
+                log.exception("watcher check failed", extra={"watcher": type(self).__name__})
+
+
+class BundleWatcher(Poller):
     def __init__(self, models_dir: str | Path, holder: Holder[ServingModel], *, interval: float = 1.0,
                  loader: Callable[[Path], ServingModel] = ServingModel.load,
                  on_loaded: Callable[[ServingModel], Awaitable[None]] | None = None,
@@ -44,7 +80,6 @@ class BundleWatcher:
         self.on_loaded = on_loaded
         self.on_failed = on_failed
         self.rejected: str | None = None  # last version that failed: not retried until CURRENT moves
-        self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> bool:
         """Load CURRENT if it names a version we do not serve yet; True when a new model went live."""
@@ -70,19 +105,61 @@ class BundleWatcher:
             await self.on_loaded(model)
         return True
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._poll(), name="bundle-watcher")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+class RulesWatcher(Poller):
+    """Rebuilds the slot registry when the rules file's content changes (``load`` raises MallrecError
+    for a file that cannot serve: every problem is logged, and the last good rules keep serving)."""
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except Exception:  # a watcher that dies silently would freeze the model: log and go on
-                log.exception("bundle watcher check failed")
+    def __init__(self, path: str | Path, holder: Holder[SlotRegistry], load: Callable[[Path], LoadedRules],
+                 *, interval: float = 1.0, digest: str | None = None,
+                 on_loaded: Callable[[LoadedRules], Awaitable[None]] | None = None,
+                 on_failed: Callable[[Exception], Awaitable[None]] | None = None) -> None:
+        self.path = Path(path)
+        self.holder = holder
+        self.load = load
+        self.interval = interval
+        self.on_loaded = on_loaded
+        self.on_failed = on_failed
+        self.digest = digest  # content hash of the rules serving now
+        self.rejected: str | None = None  # content hash of the last file that failed
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) last looked at
+
+    async def check(self) -> bool:
+        """True when new rules went live."""
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp == self._seen:
+                return False
+            data = await asyncio.to_thread(self.path.read_bytes)
+        except OSError as e:
+            if self._seen != (-1, -1):
+                self._seen = (-1, -1)
+                await self._failed(MallrecError(f"{self.path}: cannot read the rules file ({e.strerror})"))
+            return False
+        self._seen = stamp
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in (self.digest, self.rejected):
+            return False
+        try:
+            loaded = await asyncio.to_thread(self.load, self.path)
+        except MallrecError as e:
+            self.rejected = digest
+            await self._failed(e)
+            return False
+        old = self.holder.swap(loaded.registry)
+        self.digest, self.rejected = loaded.digest, None
+        log.info("rules live", extra={"rules_version": loaded.registry.version,
+                                      "previous": old.version if old else None,
+                                      "warnings": [p.format() for p in loaded.problems]})
+        if self.on_loaded is not None:
+            await self.on_loaded(loaded)
+        return True
+
+    async def _failed(self, error: Exception) -> None:
+        live = self.holder.current
+        log.error("rejected rules file, still serving the previous rules",
+                  extra={"path": str(self.path), "error": str(error),
+                         "serving": live.version if live else None})
+        if self.on_failed is not None:
+            await self.on_failed(error)

@@ -27,7 +27,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models_dir: Path = Path("mallrec-data/models")
-    rules_path: Path | None = None  # accepted and kept for the exposure rules (next release)
+    rules_path: Path | None = None  # exposure rules file (TOML/YAML); None: the built-in slot recipes
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)  # 0: pick a free port (tests)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # None: no metrics endpoint
@@ -40,7 +40,7 @@ class Settings(BaseModel):
     impressions_ttl_days: float = Field(2.0, gt=0)
     record_served: bool = True  # count served items as impressions
     max_count: int = Field(100, ge=1, le=1000)  # the largest `count` a request may ask for
-    reload_interval: float = Field(1.0, gt=0)  # seconds between checks of CURRENT
+    reload_interval: float = Field(1.0, gt=0)  # seconds between checks of CURRENT and the rules file
     drain_seconds: float = Field(1.0, ge=0)  # NOT_SERVING before stopping, so probes see it
     shutdown_grace: float = Field(5.0, ge=0)  # in-flight calls get this long to finish
     reuse_port: bool = False  # SO_REUSEPORT: only for several processes on one port, on purpose

@@ -10,8 +10,9 @@ by name, so a new slot needs configuration only::
     }
 
 Every slot gets the filters no slot can do without (ALWAYS_FILTERS) before its own ones; the
-blend is a weighted interleave of the sources; ``steps`` (boosts now, exposure rules next) run on the
-blended list; ``backfill`` tops up a slot its sources left short.
+blend is a weighted interleave of the sources; ``steps`` (boosts, exposure rules, re-ranking) run on
+the blended list; ``backfill`` tops up a slot its sources left short. The merchandisers' rules file
+(``service.rules``) builds on these specs: it adds named filters and rule steps in a fixed order.
 """
 
 from __future__ import annotations
@@ -73,7 +74,12 @@ DEFAULT_SLOTS: dict[str, dict[str, Any]] = {
 
 
 class RecipeError(MallrecError):
-    """A slot spec that cannot be built; the message names the slot and the entry."""
+    """A slot spec that cannot be built; the message names the slot and the entry, ``why`` says what
+    is wrong with the entry alone (the rules file checker places it on the entry's line)."""
+
+    def __init__(self, message: str, why: str | None = None) -> None:
+        super().__init__(message)
+        self.why = why or message
 
 
 class Use(BaseModel):
@@ -138,6 +144,7 @@ class SlotRegistry:
 
     recipes: dict[str, SlotRecipe] = field(default_factory=dict)
     version: str = "builtin"  # the rules file's version once rules configure slots
+    impression_days: int = 1  # days of impressions a request reads (the widest frequency cap)
 
     def get(self, slot: str) -> SlotRecipe | None:
         return self.recipes.get(slot)
@@ -151,16 +158,18 @@ def register_component(kind: str, factory: Callable[..., Any], name: str | None 
     _KINDS[kind][name or factory.name] = factory
 
 
-def _make(kind: str, use: Use, slot: str, where: str) -> Any:
+def make_component(kind: str, use: Use, slot: str, where: str) -> Any:
+    """One component of a spec, built by name; RecipeError names the slot and the entry."""
     table = _KINDS[kind]
     if use.use not in table:
-        raise RecipeError(f"slot {slot!r}: {where}: unknown {kind} {use.use!r} "
-                          f"(known: {', '.join(sorted(table))})")
+        why = f"unknown {kind} {use.use!r} (known: {', '.join(sorted(table))})"
+        raise RecipeError(f"slot {slot!r}: {where}: {why}", why)
     params = use.params | ({"name": use.alias} if use.alias else {})
     try:
         return table[use.use](**params)
     except TypeError as e:
-        raise RecipeError(f"slot {slot!r}: {where}: bad parameters for {use.use!r} ({e})") from e
+        why = f"bad parameters for {use.use!r} ({e})"
+        raise RecipeError(f"slot {slot!r}: {where}: {why}", why) from e
 
 
 def build_recipe(name: str, spec: SlotSpec | dict[str, Any]) -> SlotRecipe:
@@ -170,17 +179,17 @@ def build_recipe(name: str, spec: SlotSpec | dict[str, Any]) -> SlotRecipe:
     except ValidationError as e:
         where = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise RecipeError(f"slot {name!r}: {where}") from e
-    sources = tuple(SourceUse(_make("source", u, name, f"sources[{i}]"), u.weight)
+    sources = tuple(SourceUse(make_component("source", u, name, f"sources[{i}]"), u.weight)
                     for i, u in enumerate(spec.sources))
     names = [s.source.name for s in sources]
     if len(set(names)) != len(names):
         raise RecipeError(f"slot {name!r}: a source is used twice; give the second one 'as: NAME'")
     always = [NotBoughtRecently(days=spec.bought_recently_days) if f == "bought_recently" else FILTERS[f]()
               for f in ALWAYS_FILTERS]
-    extra = [_make("filter", u, name, f"filters[{i}]") for i, u in enumerate(spec.filters)
+    extra = [make_component("filter", u, name, f"filters[{i}]") for i, u in enumerate(spec.filters)
              if u.use not in ALWAYS_FILTERS]
-    steps = tuple(_make("step", u, name, f"steps[{i}]") for i, u in enumerate(spec.steps))
-    backfill = _make("source", Use(use=spec.backfill), name, "backfill") if spec.backfill else None
+    steps = tuple(make_component("step", u, name, f"steps[{i}]") for i, u in enumerate(spec.steps))
+    backfill = make_component("source", Use(use=spec.backfill), name, "backfill") if spec.backfill else None
     return SlotRecipe(name=name, sources=sources, filters=(*always, *extra),
                       blend=Interleave({s.source.name: s.weight for s in sources}),
                       steps=steps, backfill=backfill, pool=spec.pool, about=spec.about)

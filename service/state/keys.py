@@ -19,7 +19,13 @@ SERVED, SEEN = "s:", "f:"
 
 
 def day_of(ts: float) -> str:
+    """The impressions day of ``ts``: a UTC calendar day."""
     return time.strftime("%Y%m%d", time.gmtime(ts))
+
+
+def past_days(now: float, days: int) -> list[str]:
+    """The ``days - 1`` days before ``now``'s day, yesterday first (a frequency cap's window)."""
+    return [day_of(now - k * 86400) for k in range(1, days)]
 
 
 def events_key(prefix: str, member_id: str) -> str:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from service.domain import Event, OnlineState, StateUnavailable
-from service.state.keys import SEEN, SERVED, day_of, impressions_from_hash
+from service.state.keys import SEEN, SERVED, day_of, impressions_from_hash, past_days
 
 
 class InMemoryStateStore:
@@ -19,11 +19,13 @@ class InMemoryStateStore:
         self.impressions: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)  # (member, day)
         self.fail = False
 
-    async def read(self, member_id: str, now: float) -> OnlineState:
+    async def read(self, member_id: str, now: float, days: int = 1) -> OnlineState:
         if self.fail:
             return OnlineState.unavailable()
+        past = [impressions_from_hash(self.impressions.get((member_id, d), {})) for d in past_days(now, days)]
         return OnlineState(list(self.events.get(member_id, [])),
-                           impressions_from_hash(self.impressions.get((member_id, day_of(now)), {})))
+                           impressions_from_hash(self.impressions.get((member_id, day_of(now)), {})),
+                           past_impressions=past)
 
     async def record_events(self, events: Sequence[Event]) -> None:
         if self.fail:

@@ -9,9 +9,10 @@ from service.domain import Event, OnlineState
 
 
 class StateStore(Protocol):
-    async def read(self, member_id: str, now: float) -> OnlineState:
-        """Recent events (newest first) and today's impressions; never raises: a store that cannot
-        be read answers ``OnlineState.unavailable()`` (degraded)."""
+    async def read(self, member_id: str, now: float, days: int = 1) -> OnlineState:
+        """Recent events (newest first) and today's impressions (plus ``days - 1`` earlier days' for
+        frequency caps over a window); never raises: a store that cannot be read answers
+        ``OnlineState.unavailable()`` (degraded)."""
         ...
 
     async def record_events(self, events: Sequence[Event]) -> None:

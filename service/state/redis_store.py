@@ -28,6 +28,7 @@ from service.state.keys import (
     events_key,
     impressions_from_hash,
     impressions_key,
+    past_days,
 )
 
 log = logging.getLogger(__name__)
@@ -55,21 +56,23 @@ class RedisStateStore:
 
     # ------------------------------------------------------------------ port
 
-    async def read(self, member_id: str, now: float) -> OnlineState:
+    async def read(self, member_id: str, now: float, days: int = 1) -> OnlineState:
         if not self._may_try():
             return OnlineState.unavailable()
         try:
             async with asyncio.timeout(self.timeout * 2):
                 pipe = self.client.pipeline(transaction=False)
                 pipe.lrange(events_key(self.prefix, member_id), 0, self.max_events - 1)
-                pipe.hgetall(impressions_key(self.prefix, member_id, day_of(now)))
-                raw_events, imp = await pipe.execute()
+                for day in (day_of(now), *past_days(now, days)):
+                    pipe.hgetall(impressions_key(self.prefix, member_id, day))
+                raw_events, imp, *past = await pipe.execute()
         except _ERRORS as e:
             self._failed("read", e)
             return OnlineState.unavailable()
         self._ok()
         events = [ev for ev in (decode_event(member_id, r) for r in raw_events) if ev is not None]
-        return OnlineState(events, impressions_from_hash(imp))
+        return OnlineState(events, impressions_from_hash(imp),
+                           past_impressions=[impressions_from_hash(h) for h in past])
 
     async def record_events(self, events: Sequence[Event]) -> None:
         if not events:

@@ -1,4 +1,4 @@
-"""CLI: errors are one line (no traceback); --help says what --rules does today."""
+"""CLI: errors are one line (no traceback); --help says what --rules does."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ def mallrec(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, env=env)
 
 
-def test_serve_help_says_rules_are_not_applied_yet() -> None:
-    out = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
-    assert "--rules" in out and "NOT applied yet" in out and "--redis-url" in out
+def test_serve_help_says_what_rules_do() -> None:
+    out = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "--rules" in out and "reloaded when it changes" in out and "--redis-url" in out
+    rules = CliRunner().invoke(app, ["rules", "--help"], env={"COLUMNS": "200"}).output
+    assert "check" in rules and "preview" in rules
 
 
 def test_user_errors_are_one_clear_line(tmp_path: Path) -> None:

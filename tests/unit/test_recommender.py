@@ -119,3 +119,20 @@ def test_similar_items_are_buyable_neighbours() -> None:
         asyncio.run(rec.similar_items("nope", 5))
     with pytest.raises(InvalidArgument):
         asyncio.run(rec.similar_items("", 5))
+
+
+def test_a_frequency_cap_over_days_reads_that_many_days_of_impressions() -> None:
+    from dataclasses import replace
+
+    store = InMemoryStateStore()
+    asked: list[int] = []
+
+    class Counting(InMemoryStateStore):
+        async def read(self, member_id: str, now: float, days: int = 1):  # type: ignore[no-untyped-def]
+            asked.append(days)
+            return await store.read(member_id, now, days)
+
+    week = replace(default_registry(), impression_days=7)
+    rec = Recommender(Holder(tiny_model()), Holder(week), Counting(), clock=lambda: NOW)
+    asyncio.run(rec.recommend(PageRequest("m001", (SlotAsk("check_in", 3),))))
+    assert asked == [7]

@@ -83,3 +83,18 @@ def test_redis_keys_expire_and_lists_stay_capped() -> None:
     finally:
         client.close()
         delete_prefix(url, prefix)
+
+
+def test_earlier_days_impressions_come_back_when_a_window_asks(store) -> None:  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        await store.record_served("m1", ["a"], NOW - 2 * 86400)
+        await store.record_served("m1", ["a", "b"], NOW - 86400)
+        await store.record_events([Event("m1", "b", "impression", NOW)])
+        one, three = await store.read("m1", NOW), await store.read("m1", NOW, 3)
+        await store.close()
+        return one, three
+
+    one, three = run(go())
+    assert one.impressions == {"b": 1} and one.past_impressions == []
+    assert three.past_impressions == [{"a": 1, "b": 1}, {"a": 1}]  # yesterday first
+    assert three.impressions_over(3) == {"a": 2, "b": 2} and three.impressions_over(1) == {"b": 1}

@@ -1,0 +1,179 @@
+"""Validated rules -> slot recipes, in the fixed order every slot runs:
+
+    sources (the file's mix) -> hard filters (built-in, then the file's, in file order)
+    -> blend -> backfill -> the recipe's own steps (e.g. query_first) -> boosts / buries
+    -> re-rank (when ``rerank = true``) -> diversity -> quotas -> pins -> precedence check
+
+The recipe's sources, built-in filters, blend and backfill come from ``service.slots.build_recipe``
+(the same code the built-in slots use); the rules only add named filters and steps around them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from service.filters.bought_recently import NotBoughtRecently
+from service.pipeline import Filter, Step
+from service.rules.attribute_filters import Exclude, Include, MinStock, TierOnly
+from service.rules.boost import Boost
+from service.rules.catalogue_source import Catalogue
+from service.rules.checks import timestamp
+from service.rules.diversity import Diversity
+from service.rules.frequency_cap import FrequencyCap, ShownToday
+from service.rules.loader import RulesConfig, SlotConfig
+from service.rules.match import ItemMatcher
+from service.rules.pin import Pin
+from service.rules.precedence import PrecedenceCheck
+from service.rules.quota import Quota
+from service.rules.schema import (
+    STAGES,
+    BoostRule,
+    BoughtRecentlyRule,
+    BuryRule,
+    DiversityRule,
+    ExcludeRule,
+    FrequencyCapRule,
+    IncludeRule,
+    MinStockRule,
+    PinRule,
+    QuotaRule,
+    Rule,
+    Selector,
+    ShownTodayRule,
+    TierOnlyRule,
+)
+from service.slots import (
+    STEPS,
+    SlotRecipe,
+    SlotRegistry,
+    Use,
+    build_recipe,
+    make_component,
+    register_component,
+)
+
+
+def component(rule: Rule, tz: ZoneInfo, pins: tuple[Pin, ...] = ()) -> Filter | Step:
+    """The pipeline component for one validated rule, named by the merchandiser (``pins``: the slot's
+    pins, which diversity and quotas plan around)."""
+    n = rule.name
+    match rule:
+        case IncludeRule():
+            return Include(n, ItemMatcher(rule))
+        case ExcludeRule():
+            return Exclude(n, ItemMatcher(rule))
+        case TierOnlyRule():
+            return TierOnly(n, ItemMatcher(rule), tuple(rule.tiers))
+        case MinStockRule():
+            return MinStock(n, rule.min_stock)
+        case BoughtRecentlyRule():
+            return NotBoughtRecently(name=n, days=rule.days)
+        case ShownTodayRule():
+            return ShownToday(name=n)
+        case FrequencyCapRule():
+            return FrequencyCap(n, rule.max, rule.days)
+        case BoostRule() | BuryRule():
+            return Boost(n, ItemMatcher(rule), rule.factor)
+        case DiversityRule():
+            return Diversity(n, rule.by, rule.max, rule.top, pins)
+        case QuotaRule():
+            return Quota(n, ItemMatcher(rule), rule.top, rule.min, rule.max, pins)
+        case PinRule():
+            return Pin(n, rule.item, rule.position, timestamp(rule.start, tz), timestamp(rule.end, tz),
+                       _when(rule, tz))
+    raise TypeError(f"no component for rule type {type(rule).__name__}")
+
+
+def _when(rule: PinRule, tz: ZoneInfo) -> str:
+    def show(t: Any) -> str:
+        return (t if t.tzinfo else t.replace(tzinfo=tz)).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+    if rule.start is None and rule.end is None:
+        return ""
+    parts = [f"from {show(rule.start)}"] if rule.start else []
+    parts += [f"until {show(rule.end)}"] if rule.end else []
+    return f"{' '.join(parts)} ({tz.key})"
+
+
+def rerank_factory() -> Callable[..., Step] | None:
+    """The re-ranker step, when this build has one (``service/steps/rerank.py``, registered as "rerank")."""
+    if "rerank" not in STEPS:
+        try:
+            module = importlib.import_module("service.steps.rerank")
+        except ModuleNotFoundError as e:
+            if e.name != "service.steps.rerank":
+                raise
+            return None
+        for obj in vars(module).values():  # registered on import, or found by its name and kind
+            if "rerank" not in STEPS and isinstance(obj, type) and getattr(obj, "kind", None) == "rerank":
+                register_component("step", obj, "rerank")
+    return STEPS.get("rerank")
+
+
+def build_slot(slot: SlotConfig, tz: ZoneInfo) -> SlotRecipe:
+    base = build_recipe(slot.name, slot.spec)
+    by_stage: dict[str, list[Any]] = {stage: [] for stage in STAGES}
+    pin_of = {id(r): component(r, tz) for r in slot.rules if isinstance(r, PinRule)}
+    pins = tuple(pin_of.values())
+    for rule in slot.rules:
+        by_stage[rule.stage].append(pin_of.get(id(rule)) or component(rule, tz, pins))  # type: ignore[arg-type]
+    if slot.rerank:
+        by_stage["rerank"].append(make_component("step", Use(use="rerank"), slot.name, "rerank"))
+    positional = by_stage["diversity"] + by_stage["quota"] + by_stage["pin"]
+    steps = [*base.steps, *(c for stage in STAGES[1:] for c in by_stage[stage])]
+    if by_stage["diversity"] or by_stage["quota"]:
+        steps.append(PrecedenceCheck(positional))
+    return replace(base, filters=(*base.filters, *by_stage["filter"]), steps=tuple(steps))
+
+
+def build_rules_registry(config: RulesConfig, version: str) -> SlotRegistry:
+    recipes = {name: build_slot(slot, config.timezone) for name, slot in config.slots.items()}
+    days = max((r.days for s in config.slots.values() for r in s.rules if isinstance(r, FrequencyCapRule)),
+               default=1)
+    return SlotRegistry(recipes, version, impression_days=days)
+
+
+def _validated(rule_type: type[Rule], build: Callable[[Any], Any]) -> Callable[..., Any]:
+    """A factory for register_component: keyword arguments checked by the rule's schema, so a code
+    spec (DEFAULT_SLOTS) gets the rules file's validation; errors are TypeErrors like bad params."""
+    kind = rule_type.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+
+    def factory(**params: Any) -> Any:
+        try:
+            rule = rule_type.model_validate({"type": kind, "name": params.pop("name", kind), **params})
+        except ValidationError as e:
+            raise TypeError(str(e)) from e
+        problems = rule.problems()
+        if problems:
+            raise TypeError("; ".join(f"{f}: {why}" for f, why in problems))
+        return build(rule)
+
+    factory.name = kind  # type: ignore[attr-defined]
+    return factory
+
+
+def _catalogue(name: str = "catalogue", **selector: Any) -> Catalogue:
+    try:
+        sel = Selector.model_validate(selector)
+    except ValidationError as e:
+        raise TypeError(str(e)) from e
+    if sel.source is not None:
+        raise TypeError("catalogue: 'source' is not an item attribute (use category, brand, tag, items, "
+                        "new_launch_days, price_min, price_max)")
+    return Catalogue(ItemMatcher(sel), name)
+
+
+def register_components() -> None:
+    """Make the rule components usable by name in code specs, and the catalogue source in any slot."""
+    utc = ZoneInfo("UTC")
+    for rule_type in (IncludeRule, ExcludeRule, TierOnlyRule, MinStockRule, ShownTodayRule, FrequencyCapRule):
+        register_component("filter", _validated(rule_type, lambda r: component(r, utc)))
+    for rule_type in (BoostRule, BuryRule, DiversityRule, QuotaRule, PinRule):
+        register_component("step", _validated(rule_type, lambda r: component(r, utc)))
+    register_component("source", _catalogue, "catalogue")

@@ -1,0 +1,272 @@
+"""Exposure rules end to end: `mallrec synth` + `mallrec train`, the real server with a rules file,
+real Redis, and a clock the test moves (``build(clock=...)``) for caps and pins' date ranges."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from service.api.gen.mallrec.v1 import recommender_pb2 as pb
+from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
+from service.app import build
+from service.cli import app as cli_app
+from service.model import ServingModel
+from service.rules import RulesError
+from service.settings import Settings
+from tests.fixtures.redis_server import delete_prefix, shared_url, unique_prefix
+from tests.fixtures.server import serving
+
+pytestmark = pytest.mark.e2e
+DAY = 86400
+
+
+def mallrec(*args: str) -> str:
+    result = CliRunner().invoke(cli_app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data, out = tmp_path_factory.mktemp("mall"), tmp_path_factory.mktemp("models")
+    mallrec("synth", "--members", "300", "--items", "200", "--events", "6000", "--out", str(data))
+    mallrec("train", "--events", str(data / "events.csv"), "--items", str(data / "items.csv"),
+            "--members", str(data / "members.csv"), "--out", str(out))
+    return out
+
+
+@pytest.fixture
+def redis_url() -> object:
+    url, prefix = shared_url(), unique_prefix()
+    yield url, prefix
+    delete_prefix(url, prefix)
+
+
+class Facts:
+    """What the rules and assertions need from the trained bundle."""
+
+    def __init__(self, models: Path) -> None:
+        self.model = m = ServingModel.load(models)
+        b = m.bundle
+        tags = b.items.tags.astype(str)
+        self.gold_only = {str(m.item_ids[i]) for i, t in enumerate(tags) if "gold-only" in t.split()}
+        servable = (b.items.stock != 0) & b.items.on_shelf
+        self.gold_servable = {i for i in self.gold_only if servable[m.item_index[i]]}
+        assert self.gold_servable, "the synthetic mall should have gold-only items in stock"
+        tiers = b.members.tier.astype(str)
+        busy = np.argsort(-np.diff(b.history_indptr), kind="stable")
+        self.gold = [str(b.members.member_id[i]) for i in busy if tiers[i] in ("gold", "platinum")][:3]
+        self.bronze = [str(b.members.member_id[i]) for i in busy if tiers[i] == "bronze"][:3]
+        ok = (b.items.stock != 0) & b.items.on_shelf & ~np.isin(m.item_ids, list(self.gold_only))
+        usable = m.popular_order[np.flatnonzero(ok[m.popular_order])]
+        self.pin, self.later_pin = str(m.item_ids[usable[60]]), str(m.item_ids[usable[80]])  # not hits
+
+    def category(self, item_id: str) -> str:
+        return str(self.model.bundle.items.category[self.model.item_index[item_id]])
+
+    def launched_within(self, item_id: str, days: float, now: float) -> bool:
+        ts = int(self.model.bundle.items.launched_at[self.model.item_index[item_id]])
+        return 0 <= now - ts <= days * DAY
+
+
+def rules_text(f: Facts, *, cap: int = 2, extra: str = "") -> str:
+    return extra + f"""
+[[rules]]
+name = "Gold-only for gold"
+type = "tier_only"
+tag = "gold-only"
+tiers = ["gold", "platinum"]
+
+[[rules]]
+name = "Twice a day"
+type = "frequency_cap"
+max = {cap}
+
+[slots.check_in]
+count = 10
+
+[[slots.check_in.rules]]
+name = "New in front"
+type = "quota"
+new_launch_days = 30
+min = 3
+top = 5
+
+[[slots.check_in.rules]]
+name = "Spring hero"
+type = "pin"
+item = "{f.pin}"
+position = 3
+
+[slots.search_box]
+[[slots.search_box.rules]]
+name = "Mix categories"
+type = "diversity"
+by = "category"
+max = 2
+top = 8
+
+[slots.gold_corner]
+about = "the members' club: gold-only items first"
+sources = [{{ use = "catalogue", tag = "gold-only", weight = 1 }}, {{ use = "popular", weight = 1 }}]
+"""
+
+
+def ask(stub: pb_grpc.RecommenderStub, member: str, slot: str, count: int = 10, **ctx: object):  # type: ignore[no-untyped-def]
+    return stub.Recommend(pb.RecommendRequest(member_id=member, slot=slot, count=count,
+                                              context=pb.Context(**ctx)))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pins_quotas_diversity_tiers_and_a_new_slot(models: Path, tmp_path: Path,
+                                                    redis_url: tuple[str, str]) -> None:
+    url, prefix = redis_url
+    f = Facts(models)
+    rules = tmp_path / "rules.toml"
+    rules.write_text(rules_text(f, cap=100))
+
+    async def go() -> None:
+        async with serving(models, redis_url=url, redis_prefix=prefix, rules_path=rules) as app, \
+                grpc.aio.insecure_channel(app.target) as ch:
+            stub = pb_grpc.RecommenderStub(ch)
+            now = time.time()
+            for member in [*f.gold, *f.bronze, "cold-start-member"]:
+                check_in = await ask(stub, member, "check_in")
+                served = [i.item_id for i in check_in.items]
+                assert check_in.rules_version == app.slots.current.version != "builtin"  # type: ignore[union-attr]
+                assert served[2] == f.pin, (member, served)  # the pinned item at its position
+                hero = check_in.items[2].reasons[-1]
+                assert (hero.step, hero.kind, hero.detail) == ("Spring hero", "rule", "pinned at position 3")
+                new = [i for i in served[:5] if f.launched_within(i, 30, now)]
+                assert len(new) >= 3, (member, served)  # the quota is met
+
+                search = await ask(stub, member, "search_box", 10, query=f.category(f.pin))
+                top = [f.category(i.item_id) for i in search.items[:8]]
+                assert max(top.count(c) for c in set(top)) <= 2, (member, top)  # diversity held
+
+                corner = await ask(stub, member, "gold_corner", 6)  # a slot defined in the file only
+                assert len(corner.items) == 6
+                seen = {i.item_id for r in (check_in, search, corner) for i in r.items}
+                if member in f.gold:
+                    assert f.gold_servable <= {i.item_id for i in corner.items}  # shown to gold members ...
+                else:
+                    assert not f.gold_only & seen  # ... and never to anyone else
+            corner = await ask(stub, f.gold[0], "gold_corner", 6)
+            assert "catalogue" in {r.step for i in corner.items for r in i.reasons}
+
+    asyncio.run(go())
+
+
+def test_a_capped_item_is_gone_after_n_impressions_and_back_the_next_day(models: Path, tmp_path: Path,
+                                                                        redis_url: tuple[str, str]) -> None:
+    url, prefix = redis_url
+    f = Facts(models)
+    clock = Clock()
+    tomorrow = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(clock.now + DAY))
+    rules = tmp_path / "rules.toml"
+    rules.write_text(rules_text(f, cap=2, extra=f"""
+[[rules]]
+name = "Tomorrow's hero"
+type = "pin"
+item = "{f.later_pin}"
+position = 1
+start = {tomorrow}
+"""))
+    member = f.bronze[0]
+
+    async def go() -> None:
+        async with serving(models, redis_url=url, redis_prefix=prefix, rules_path=rules,
+                           clock=clock) as app, grpc.aio.insecure_channel(app.target) as ch:
+            stub = pb_grpc.RecommenderStub(ch)
+            first = [i.item_id for i in (await ask(stub, member, "check_in")).items]
+            assert first[0] != f.later_pin  # its date range starts tomorrow
+            await app.recommender.drain()  # served items are counted in Redis in the background
+            capped = first[0]
+            await stub.TrackEvents(pb.TrackEventsRequest(events=[  # the frontend reports 2 impressions
+                pb.Event(member_id=member, item_id=capped, event="impression", slot="check_in")] * 2))
+            # impressions = max(served 1, reported 2) = 2: the cap is reached, in every slot
+            for slot in ("check_in", "delivery", "gold_corner"):
+                again = [i.item_id for i in (await ask(stub, member, slot, 20)).items]
+                assert capped not in again, slot
+                await app.recommender.drain()
+            preview = await asyncio.to_thread(CliRunner().invoke, cli_app, [
+                "rules", "preview", "--models", str(models), "--rules", str(rules), "--member", member,
+                "--slot", "check_in", "--at", str(clock.now), "--redis-url", url, "--redis-prefix", prefix,
+                "--json"])
+            body = json.loads(preview.output)
+            assert body["state"].startswith("live, read-only")
+            assert capped in next(s["removed"] for s in body["trace"] if s["step"] == "Twice a day")
+
+            clock.now += DAY  # the next (UTC) day: counts start again
+            back = [i.item_id for i in (await ask(stub, member, "check_in")).items]
+            assert capped in back
+            assert back[0] == f.later_pin  # and the pin's date range has begun
+
+    asyncio.run(go())
+
+
+def test_a_broken_rules_file_is_rejected_and_the_last_good_rules_keep_serving(
+        models: Path, tmp_path: Path, redis_url: tuple[str, str]) -> None:
+    url, prefix = redis_url
+    f = Facts(models)
+    rules = tmp_path / "rules.toml"
+    rules.write_text(rules_text(f))
+    with pytest.raises(RulesError, match="factor"):  # a broken file at start: the server does not start
+        bad = tmp_path / "bad.toml"
+        bad.write_text(rules_text(f) + '[[rules]]\nname = "x"\ntype = "boost"\ntag = "new"\nfactor = -1\n')
+        build(Settings.load({}, models_dir=models, rules_path=bad, redis_url=url))
+
+    async def rules_version(stub: pb_grpc.RecommenderStub) -> str:
+        return (await ask(stub, "anyone", "check_in", 3)).rules_version
+
+    async def until(check, what: str) -> None:  # type: ignore[no-untyped-def]
+        for _ in range(200):
+            if await check():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(what)
+
+    async def go() -> None:
+        async with serving(models, redis_url=url, redis_prefix=prefix, rules_path=rules,
+                           reload_interval=0.05) as app, grpc.aio.insecure_channel(app.target) as ch:
+            stub = pb_grpc.RecommenderStub(ch)
+            first = await rules_version(stub)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await ask(stub, "m", "cart_page")
+
+            cart = '[slots.cart_page]\nsources = [{ use = "catalogue", price_max = 30 }]\n'
+            rules.write_text(rules_text(f) + cart)
+
+            async def changed() -> bool:
+                return await rules_version(stub) != first
+
+            await until(changed, "the new rules never went live")
+            second = await rules_version(stub)
+            assert len((await ask(stub, "m", "cart_page", 4)).items) == 4
+            sample = app.metrics.registry.get_sample_value
+            assert sample("mallrec_rules_info", {"version": second, "path": str(rules)}) == 1
+
+            rules.write_text(rules_text(f).replace('type = "quota"', 'type = "quota"\nmin_stock = 3'))
+
+            async def rejected() -> bool:
+                return sample("mallrec_rules_reload_failures_total") == 1
+
+            await until(rejected, "the broken file was never tried")
+            assert await rules_version(stub) == second  # the last good rules keep serving
+            assert len((await ask(stub, "m", "cart_page", 4)).items) == 4
+
+    asyncio.run(go())
