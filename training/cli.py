@@ -104,7 +104,15 @@ def evaluate(
     split_ds = make_split(ds, holdout, split, test_days)
     err.print(f"split: {len(split_ds.test_members):,} held-out pairs for "
               f"{len(set(split_ds.test_members.tolist())):,} members", highlight=False)
-    results = run_eval(split_ds, cfg, ks=ks, steps=Steps(err))
+    steps = Steps(err)
+    results = run_eval(split_ds, cfg, ks=ks, steps=steps)
+    if cfg.reranker.enabled:
+        from training.rerank_eval import evaluate_rerank
+
+        try:  # first_stage and rerank are scored on the same candidates of the same members
+            results.update(evaluate_rerank(split_ds, cfg, ks=ks, steps=steps))
+        except MallrecError as e:
+            err.print(f"re-ranker not evaluated: {e}", highlight=False)
     print_metrics(results, ks)
     if json_out:
         payload = {"split": holdout and str(holdout) or split.value, "k": list(ks), "models": results,

@@ -21,25 +21,36 @@ def ranking_metrics(recommended: np.ndarray, truth: sp.csr_matrix, members: np.n
     """``recommended[i]`` is the ranked item list of ``members[i]``; truth rows are members."""
     rows = truth[members]
     n_truth = np.diff(rows.indptr)
-    top = recommended[:, :max(ks)]
+    # lists shorter than K (tiny catalogues) are padded with -1, which never hits
+    width = max(ks)
+    top = np.full((len(members), width), -1, dtype=np.int64)
+    given = np.asarray(recommended)[:, :width]
+    top[:, :given.shape[1]] = given
     # hit matrix: is top[i, r] among member i's held-out items?
     hit = np.zeros(top.shape, dtype=bool)
     for i in range(len(members)):  # per member set lookup; members x K is small
         t = rows.indices[rows.indptr[i]:rows.indptr[i + 1]]
         if len(t):
             hit[i] = np.isin(top[i], t)
-    discounts = 1.0 / np.log2(np.arange(top.shape[1]) + 2)
-    out: dict[str, float] = {"members": int(len(members))}
+    # only members with held-out items are averaged (a member with none cannot hit)
+    has = n_truth > 0
+    discounts = 1.0 / np.log2(np.arange(width) + 2)
+    out: dict[str, float] = {"members": int(has.sum())}
     for k in ks:
-        h = hit[:, :k]
+        h = hit[has, :k]
+        nt = n_truth[has]
         hits = h.sum(axis=1)
-        denom = np.minimum(n_truth, k)
+        denom = np.minimum(nt, k)
         idcg = np.cumsum(discounts)[np.maximum(denom, 1) - 1]
-        precision_at = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
-        out[f"recall@{k}"] = float(np.mean(hits / np.maximum(n_truth, 1)))
-        out[f"ndcg@{k}"] = float(np.mean((h * discounts[:k]).sum(axis=1) / idcg))
-        out[f"hr@{k}"] = float(np.mean(hits > 0))
-        out[f"map@{k}"] = float(np.mean((precision_at * h).sum(axis=1) / np.maximum(denom, 1)))
+        precision_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+        out[f"recall@{k}"] = _mean(hits / np.maximum(nt, 1))
+        out[f"ndcg@{k}"] = _mean((h * discounts[:k]).sum(axis=1) / idcg)
+        out[f"hr@{k}"] = _mean(hits > 0)
+        out[f"map@{k}"] = _mean((precision_at * h).sum(axis=1) / np.maximum(denom, 1))
         shown = top[:, :k].ravel()
         out[f"coverage@{k}"] = float(len(np.unique(shown[shown >= 0])) / n_items) if n_items else 0.0
     return out
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else 0.0

@@ -20,6 +20,7 @@ from training.index import build_index
 from training.neighbours import cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
+from training.reranker import train_reranker
 
 
 def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps | None = None,
@@ -44,6 +45,10 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
                                           seed=config.als.seed)
     with steps.step("member history"):
         history = member_history(ds)
+    with steps.step("re-ranker"):
+        reranker = train_reranker(ds, config)
+    if reranker.meta.get("skipped"):
+        steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
 
     arrays = {
         "item_factors": als.item_factors,
@@ -60,10 +65,11 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
         "hyperparameters": config.model_dump(mode="json"),
         "index": index_report.as_dict(),
         "metrics": {"index_recall_at_100": round(index_report.recall_at_100, 4)},
+        "reranker": reranker.meta,
         "timings_s": steps.timings,
     }
     bundle = mb.Bundle(manifest=manifest, items=ds.items, members=ds.members, arrays=arrays,
-                       faiss_index=index)
+                       faiss_index=index, reranker_onnx=reranker.onnx)
     with steps.step("publish bundle"):
         path = mb.publish(bundle, models_dir, keep=keep)
     steps.info(f"trained in {time.perf_counter() - started:.1f}s")

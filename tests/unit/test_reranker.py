@@ -1,0 +1,187 @@
+"""Re-ranker training: no leakage across the cutoff, ONNX == LightGBM, a scorer that fails safely."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from service import model_bundle as mb
+from service.rerank.features import (
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    N_FEATURES,
+    SOURCE_INDEX,
+    Candidates,
+    FeatureContext,
+    compute,
+)
+from service.rerank.scorer import Reranker, RerankError
+from tests.factories import make_dataset
+from training.config import TrainConfig
+from training.dataset import temporal
+from training.rerank_candidates import PoolMaker, interleave
+from training.reranker import build_rows, export_onnx, fit_first_stage, label_split, train_reranker
+
+CFG = TrainConfig.model_validate({
+    "als": {"factors": 8, "iterations": 3}, "neighbours": {"k": 10},
+    "reranker": {"trees": 20, "leaves": 7, "min_data_in_leaf": 5, "candidates": 30, "min_groups": 20},
+})
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return make_dataset(members=160, n_items=80, seed=4)
+
+
+@pytest.fixture(scope="module")
+def trained(ds):
+    return train_reranker(ds, CFG)
+
+
+@pytest.fixture(scope="module")
+def onnx_model():
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, N_FEATURES)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 1)
+    booster = lgb.train({"objective": "lambdarank", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 5},
+                        lgb.Dataset(x, label=y, group=[20] * 20), num_boost_round=5)
+    return export_onnx(booster), booster, x
+
+
+# --------------------------------------------------------------------------- leakage
+
+
+def test_time_split_features_before_labels_after(ds):
+    labels = label_split(ds, CFG.reranker)
+    ev = ds.events
+    assert labels.features.events.ts.max() <= labels.cutoff < ev.ts.max()
+    assert len(labels.features.events) == int((ev.ts <= labels.cutoff).sum())
+    after = ev.ts > labels.cutoff
+    for m, i, level in zip(labels.member[:50], labels.item[:50], labels.level[:50], strict=True):
+        pair = (ev.member == m) & (ev.item == i)
+        assert (pair & after).any() and not (pair & ~after).any()  # after only, never seen before
+        assert level == ev.event[pair & after].max() + 1  # the strongest event after the cutoff
+
+
+def test_last_split_holds_out_each_members_last_event(ds):
+    cfg = CFG.reranker.model_copy(update={"label_split": "last", "exclude_seen": False})
+    labels = label_split(ds, cfg)
+    ev = ds.events
+    assert len(labels.features.events) == len(ev) - len(labels.member)
+    for m, i in zip(labels.member[:30], labels.item[:30], strict=True):
+        own = np.flatnonzero(ev.member == m)
+        last = own[np.lexsort((own, ev.ts[own]))[-1]]
+        assert ev.item[last] == i
+        assert labels.features.events.ts[labels.features.events.member == m].max() <= ev.ts[last]
+
+
+def test_features_do_not_change_when_the_future_does(ds):
+    """Rewrite every event after the cutoff: labels move, feature rows must not."""
+    labels = label_split(ds, CFG.reranker)
+    ev = ds.events
+    after = ev.ts > labels.cutoff
+    rng = np.random.default_rng(1)
+    future = replace(ev, item=np.where(after, rng.integers(0, ds.n_items, len(ev)), ev.item).astype(np.int32),
+                     event=np.where(after, 4, ev.event).astype(np.uint8))
+    labels2 = label_split(ds.with_events(future), CFG.reranker)
+    assert labels2.cutoff == labels.cutoff
+    members = np.arange(40)
+    rows = build_rows(fit_first_stage(labels.features, CFG), CFG, members, labels)
+    rows2 = build_rows(fit_first_stage(labels2.features, CFG), CFG, members, labels2)
+    np.testing.assert_array_equal(rows.x, rows2.x)
+    np.testing.assert_array_equal(rows.items, rows2.items)
+    assert not np.array_equal(rows.y, rows2.y)
+
+
+# --------------------------------------------------------------------------- training + ONNX
+
+
+def test_trains_and_onnx_matches_lightgbm(trained):
+    assert trained.onnx is not None, trained.meta.get("skipped")
+    meta = trained.meta
+    assert meta["feature_names"] == list(FEATURE_NAMES) and meta["feature_version"] == FEATURE_VERSION
+    assert meta["onnx_max_abs_diff"] < 1e-4 and meta["trees"] == 20
+    x = trained.rows["train"].x[:500]
+    scorer = Reranker.from_manifest(trained.onnx, {"reranker": meta})
+    np.testing.assert_allclose(scorer.score(x), trained.booster.predict(x), atol=1e-4)
+
+
+def test_skips_cleanly_with_too_few_groups(ds):
+    few = CFG.model_copy(update={"reranker": CFG.reranker.model_copy(update={"min_groups": 10_000})})
+    result = train_reranker(ds, few)
+    assert result.onnx is None and "min_groups" in result.meta["skipped"]
+    off = CFG.model_copy(update={"reranker": CFG.reranker.model_copy(update={"enabled": False})})
+    assert train_reranker(ds, off).meta == {"enabled": False}
+
+
+def test_interleave_follows_weights_and_dedups():
+    pools = {"als": np.array([1, 2, 3, 4, 5, 6]), "trending": np.array([2, 9, 8])}
+    c = interleave(pools, {"als": 0.75, "trending": 0.25}, n=8)
+    # as service.blend.Interleave: trending's turn comes third; its 2 is placed already, so 9
+    assert c.items.tolist() == [1, 2, 9, 3, 4, 5, 8, 6]
+    assert c.source.tolist()[2] == SOURCE_INDEX["trending"]
+    assert c.rank.tolist() == list(range(8)) and c.score[0] == 1.0
+
+
+def test_pools_are_what_a_slot_could_serve(ds):
+    labels = label_split(ds, CFG.reranker)
+    fs = fit_first_stage(labels.features, CFG)
+    for m, c in PoolMaker(fs, CFG).pools(np.arange(30), 30):
+        assert 0 < len(c) <= 30 and len(set(c.items.tolist())) == len(c)
+        assert (ds.items.stock[c.items] != 0).all() and ds.items.on_shelf[c.items].all()  # slot filters
+        assert not np.isin(c.items, fs.seen[m].indices).any()  # the member's own items are left out
+
+
+def test_published_bundle_serves_the_reranker(ds, tmp_path):
+    from training.pipeline import train
+
+    path = train(ds, CFG, tmp_path)
+    bundle = mb.load(path)
+    assert bundle.manifest["reranker"]["onnx_max_abs_diff"] < 1e-4
+    scorer = Reranker.from_bundle(bundle)
+    ctx = FeatureContext.from_bundle(bundle)
+    member = ctx.member_inputs(3, now=ds.now, vector=bundle.member_factors[3], recent=[(5, "cart", ds.now)])
+    x = compute(ctx, member, Candidates.from_names([1, 2, 3, 4], ["als", "als", "popular", "similar_recent"]))
+    assert scorer.score(x).shape == (4,) and sorted(scorer.rank(x).tolist()) == [0, 1, 2, 3]
+
+
+def test_evaluate_rerank_reports_both_orders(ds):
+    from training.rerank_eval import evaluate_rerank
+
+    split = temporal(ds, 3)
+    info: dict = {}
+    res = evaluate_rerank(split, CFG, ks=(10,), info=info)
+    assert set(res) == {"first_stage", "rerank"}
+    assert res["first_stage"].keys() == res["rerank"].keys() and "ndcg@10" in res["rerank"]
+    assert res["first_stage"]["members"] == res["rerank"]["members"] == len(np.unique(split.test_members))
+    assert 0 <= info["pool"]["truth_in_pool"] <= 1
+
+
+# --------------------------------------------------------------------------- scorer
+
+
+def test_scorer_refuses_another_feature_list(onnx_model):
+    onnx, _, _ = onnx_model
+    swapped = list(FEATURE_NAMES)
+    swapped[0], swapped[1] = swapped[1], swapped[0]
+    with pytest.raises(RerankError, match="feature list"):
+        Reranker(onnx, swapped, FEATURE_VERSION)
+    with pytest.raises(RerankError, match="feature list"):
+        Reranker(onnx, FEATURE_NAMES, FEATURE_VERSION + 1)
+    with pytest.raises(RerankError, match="feature_names"):
+        Reranker.from_manifest(onnx, {"version": "x"})
+
+
+def test_scorer_raises_a_catchable_error_on_a_broken_model(onnx_model):
+    onnx, booster, x = onnx_model
+    with pytest.raises(RerankError, match="cannot load"):
+        Reranker(b"not an onnx model", FEATURE_NAMES, FEATURE_VERSION)
+    with pytest.raises(RerankError):
+        Reranker(onnx[: len(onnx) // 2], FEATURE_NAMES, FEATURE_VERSION)  # truncated file
+    scorer = Reranker(onnx, FEATURE_NAMES, FEATURE_VERSION)
+    with pytest.raises(RerankError, match="shaped"):
+        scorer.score(x[:, :5])
+    np.testing.assert_allclose(scorer.score(x), booster.predict(x), atol=1e-4)
+    assert scorer.score(np.zeros((0, N_FEATURES), np.float32)).shape == (0,)

@@ -1,0 +1,292 @@
+"""The learned re-ranker: LightGBM lambdarank on the service's own candidates, exported to ONNX.
+
+How the training data is made, so nothing from the future leaks into a row:
+
+1. A cutoff T splits the events (``reranker.label_split``): "time" puts T before the last
+   ``label_share`` of the time span (or ``label_window``); "last" holds out each member's last event
+   (order-only clocks). Features and the first stage see only events at or before T; labels come
+   only from events after T.
+2. The first stage (ALS, popularity, trending, neighbours, member history) is fitted on the
+   pre-T events, in bundle form, and candidates are made as the service makes them
+   (training/rerank_candidates.py).
+3. Each candidate's row comes from service/rerank/features.py (the service's own feature code),
+   with ``now = T``. Its label is the strongest event the member had on it after T, graded
+   none 0 < view 0.5 < click 1 < fav 2 < cart 3 < purchase 4 (LABEL_GAIN): conversion counts most.
+4. Members are the ranking groups; groups without a labelled candidate carry no gradient and are
+   left out of the fit. 10% of the groups are held out to report NDCG@10 of the first-stage order
+   against the re-ranked one (manifest["reranker"]["valid"]).
+
+The booster is converted with onnxmltools (target opset 15, raw scores) and the ONNX scores are
+checked against LightGBM's on held-out rows through the service's own scorer; the largest
+difference is recorded and a model that disagrees by more than ONNX_TOLERANCE is not shipped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.rerank.features import FEATURE_NAMES, FEATURE_VERSION, FeatureContext, compute
+from service.rerank.scorer import Reranker
+from training.als import ALS
+from training.config import RerankerConfig, TrainConfig
+from training.dataset import Dataset, confidence_matrix, seen_matrix
+from training.history import member_history
+from training.neighbours import cosine_neighbours
+from training.popularity import global_popularity, trending_scores
+from training.progress import Steps
+from training.rerank_candidates import FirstStage, PoolMaker
+
+#: Gain per relevance level: 0 = no event after T, then 1 + index in EVENT_TYPES.
+LABEL_GAIN = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)  # none, view, click, fav, cart, purchase
+ONNX_TOLERANCE = 1e-4
+VALID_SHARE = 0.1
+
+
+@dataclass
+class Labels:
+    """Events split at the cutoff: what features may see, and graded (member, item) labels."""
+
+    features: Dataset
+    member: np.ndarray  # int64, sorted
+    item: np.ndarray  # int64
+    level: np.ndarray  # int: 1 + EVENT_TYPES index of the strongest event after the cutoff
+    cutoff: float | None  # "time": feature events have ts <= cutoff < label events' ts
+
+    def of(self, members: np.ndarray) -> np.ndarray:
+        """Members (sorted unique) that have at least one label."""
+        return np.intersect1d(np.unique(self.member), members)
+
+
+def label_split(ds: Dataset, cfg: RerankerConfig) -> Labels:
+    """Cut the events into a feature period and graded labels (see the module docstring)."""
+    ev = ds.events
+    if cfg.label_split == "time":
+        lo, hi = int(ev.ts.min()), int(ev.ts.max())
+        window = cfg.label_window or cfg.label_share * (hi - lo)
+        cutoff = float(np.floor(hi - window))
+        feature_mask = ev.ts <= cutoff
+        held = np.flatnonzero(~feature_mask)
+    else:
+        order = np.lexsort((np.arange(len(ev)), ev.ts, ev.member))
+        last = np.r_[ev.member[order][1:] != ev.member[order][:-1], True]
+        counts = np.bincount(ev.member, minlength=ds.n_members)
+        held = order[last & (counts[ev.member[order]] > 1)]
+        feature_mask = np.ones(len(ev), dtype=bool)
+        feature_mask[held] = False
+        cutoff = None
+    features = ds.with_events(ev.subset(feature_mask))
+    m, i, lvl = ev.member[held].astype(np.int64), ev.item[held].astype(np.int64), ev.event[held] + 1
+    has_features = np.bincount(features.events.member, minlength=ds.n_members) > 0
+    keep = has_features[m]
+    if cfg.exclude_seen and len(m):
+        seen = seen_matrix(features)
+        keep &= np.asarray(seen[m, i]).ravel() == 0
+    m, i, lvl = m[keep], i[keep], lvl[keep]
+    key = m * ds.n_items + i  # strongest event per (member, item)
+    order = np.lexsort((-lvl, key))
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    pick = order[first]
+    return Labels(features, m[pick], i[pick], lvl[pick].astype(np.int64), cutoff)
+
+
+def fit_first_stage(ds: Dataset, config: TrainConfig) -> FirstStage:
+    """ALS, popularity, trending, neighbours and history on ``ds``, as a bundle would hold them."""
+    matrix = confidence_matrix(ds, config.weighting)
+    als = ALS(config.als).fit(ds, matrix)
+    nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k)
+    arrays = {
+        "item_factors": als.item_factors,
+        "member_factors": als.member_factors,
+        "popularity_global": global_popularity(ds, config.weighting, config.popularity.half_life),
+        "popularity_trending": trending_scores(ds, config.weighting, config.popularity),
+        "neighbour_items": nbr_items,
+        "neighbour_scores": nbr_scores,
+        **member_history(ds),
+    }
+    return FirstStage(ds.items, arrays, seen_matrix(ds), FeatureContext(ds.items, ds.members, arrays),
+                      ds.now)
+
+
+@dataclass
+class Rows:
+    """Feature rows of candidate pools, one group per member (first-stage order inside a group)."""
+
+    x: np.ndarray  # float32 [rows, N_FEATURES]
+    y: np.ndarray  # int relevance level per row
+    groups: np.ndarray  # rows per group
+    members: np.ndarray  # member per group
+    items: np.ndarray  # item per row
+
+
+def build_rows(fs: FirstStage, config: TrainConfig, members: np.ndarray, labels: Labels | None,
+               only_labelled: bool = False) -> Rows:
+    """Pools -> features (service code, now = the first stage's clock) and label levels.
+
+    ``only_labelled`` (training): members without a labelled candidate are dropped, and only
+    ``reranker.negatives`` random unlabelled candidates of each pool are kept (lambdarank learns
+    the same order from fewer rows, in a fraction of the time).
+    """
+    n, negatives = config.reranker.candidates, config.reranker.negatives
+    rng = np.random.default_rng(config.reranker.seed)
+    pm = PoolMaker(fs, config)
+    xs, ys, sizes, ms, its = [], [], [], [], []
+    lab_m = labels.member if labels is not None else np.zeros(0, np.int64)
+    for m, cands in pm.pools(members, n):
+        lo, hi = np.searchsorted(lab_m, [m, m + 1])
+        y = np.zeros(len(cands), dtype=np.int64)
+        if hi > lo and len(cands):
+            order = np.argsort(labels.item[lo:hi])
+            li, ll = labels.item[lo:hi][order], labels.level[lo:hi][order]
+            pos = np.minimum(np.searchsorted(li, cands.items), len(li) - 1)
+            hit = li[pos] == cands.items
+            y[hit] = ll[pos[hit]]
+        if len(cands) == 0 or (only_labelled and not y.any()):
+            continue
+        member = fs.ctx.member_inputs(m, fs.now, vector=fs.member_factors[m])
+        x = compute(fs.ctx, member, cands)  # on the whole pool: some features are pool-relative
+        keep = np.arange(len(cands))
+        if only_labelled and negatives and (y == 0).sum() > negatives:
+            sampled = rng.choice(np.flatnonzero(y == 0), negatives, replace=False)
+            keep = np.sort(np.concatenate([np.flatnonzero(y), sampled]))
+        xs.append(x[keep])
+        ys.append(y[keep])
+        sizes.append(len(keep))
+        ms.append(m)
+        its.append(cands.items[keep])
+    if not xs:
+        empty = np.zeros(0, dtype=np.int64)
+        return Rows(np.zeros((0, len(FEATURE_NAMES)), np.float32), empty, empty, empty, empty)
+    return Rows(np.vstack(xs), np.concatenate(ys), np.array(sizes), np.array(ms), np.concatenate(its))
+
+
+def fit_booster(rows: Rows, cfg: RerankerConfig):
+    """LightGBM lambdarank with the graded gains; groups are members."""
+    import lightgbm as lgb
+
+    params: dict[str, Any] = {
+        "objective": "lambdarank", "label_gain": list(LABEL_GAIN), "lambdarank_truncation_level": 20,
+        "num_leaves": cfg.leaves, "learning_rate": cfg.learning_rate,
+        "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": 0.9, "seed": cfg.seed,
+        "deterministic": True, "force_row_wise": True, "verbose": -1,
+    }
+    if cfg.threads:
+        params["num_threads"] = cfg.threads
+    data = lgb.Dataset(rows.x, label=rows.y, group=rows.groups, feature_name=list(FEATURE_NAMES),
+                       free_raw_data=False)
+    return lgb.train(params, data, num_boost_round=cfg.trees)
+
+
+def export_onnx(booster) -> bytes:
+    """Booster -> ONNX bytes: one float32 input ``features`` [n, N_FEATURES], raw scores out."""
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    inputs = [("features", FloatTensorType([None, len(FEATURE_NAMES)]))]
+    model = convert_lightgbm(booster, initial_types=inputs, target_opset=15, zipmap=False)
+    model.doc_string = f"mallrec re-ranker, feature version {FEATURE_VERSION}"
+    return model.SerializeToString()
+
+
+def onnx_max_abs_diff(onnx_bytes: bytes, booster, x: np.ndarray) -> float:
+    """Largest |ONNX - LightGBM| score on ``x``, through the service's scorer."""
+    scorer = Reranker(onnx_bytes, FEATURE_NAMES, FEATURE_VERSION)
+    return float(np.max(np.abs(scorer.score(x) - booster.predict(x)))) if len(x) else 0.0
+
+
+def ndcg_at(rows: Rows, scores: np.ndarray | None, k: int = 10) -> float:
+    """Mean graded NDCG@k over groups with a labelled candidate; ``scores`` None = first-stage order."""
+    gains = np.asarray(LABEL_GAIN)[rows.y]
+    disc = 1.0 / np.log2(np.arange(k) + 2)
+    out, start = [], 0
+    for size in rows.groups.tolist():
+        g = gains[start:start + size]
+        if g.any():
+            order = np.arange(size) if scores is None else np.argsort(-scores[start:start + size],
+                                                                     kind="stable")
+            ideal = np.sort(g)[::-1][:k]
+            out.append(float((g[order][:k] * disc[:len(ideal)]).sum() / (ideal * disc[:len(ideal)]).sum()))
+        start += size
+    return float(np.mean(out)) if out else 0.0
+
+
+@dataclass
+class RerankerResult:
+    """What `train` ships: ONNX bytes (None when skipped) and the manifest section."""
+
+    onnx: bytes | None
+    meta: dict[str, Any]
+    booster: Any = None
+    rows: dict[str, Rows] = field(default_factory=dict)
+
+
+def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -> RerankerResult:
+    """The whole recipe: cutoff -> first stage -> pools + features + labels -> lambdarank -> ONNX."""
+    cfg = config.reranker
+    steps = steps or Steps(quiet=True)
+    if not cfg.enabled:
+        return RerankerResult(None, {"enabled": False})
+    started = time.perf_counter()
+    labels = label_split(ds, cfg)
+    meta: dict[str, Any] = {"enabled": True, "feature_names": list(FEATURE_NAMES),
+                            "feature_version": FEATURE_VERSION, "label_split": cfg.label_split,
+                            "cutoff": labels.cutoff, "label_gain": list(LABEL_GAIN)}
+    members = labels.of(np.arange(ds.n_members))
+    if len(members) < cfg.min_groups:
+        meta["skipped"] = (f"{len(members)} members have labels after the cutoff, fewer than "
+                           f"min_groups={cfg.min_groups}: no re-ranker in this bundle")
+        return RerankerResult(None, meta)
+    rng = np.random.default_rng(cfg.seed)
+    if len(members) > cfg.max_groups:
+        members = np.sort(rng.choice(members, cfg.max_groups, replace=False))
+    valid_mask = rng.random(len(members)) < VALID_SHARE
+    with steps.step("re-ranker: first stage before the cutoff"):
+        fs = fit_first_stage(labels.features, config)
+    with steps.step("re-ranker: candidates + features"):
+        train_rows = build_rows(fs, config, members[~valid_mask], labels, only_labelled=True)
+        valid_rows = build_rows(fs, config, members[valid_mask], labels)
+    if len(train_rows.groups) < cfg.min_groups:
+        meta["skipped"] = (f"only {len(train_rows.groups)} members have a labelled item among their "
+                           f"candidates, fewer than min_groups={cfg.min_groups}: no re-ranker")
+        return RerankerResult(None, meta)
+    with steps.step("re-ranker: LightGBM lambdarank", total=None):
+        booster = fit_booster(train_rows, cfg)
+    with steps.step("re-ranker: ONNX export + check"):
+        onnx_bytes = export_onnx(booster)
+        check = valid_rows.x if len(valid_rows.x) else train_rows.x
+        check = check[rng.choice(len(check), min(len(check), 20_000), replace=False)]
+        diff = onnx_max_abs_diff(onnx_bytes, booster, check)
+    gain = booster.feature_importance("gain")
+    top = np.argsort(-gain)[:10]
+    meta.update({
+        "trees": booster.num_trees(), "leaves": cfg.leaves, "learning_rate": cfg.learning_rate,
+        "candidates": cfg.candidates, "sources": cfg.sources,
+        "onnx_max_abs_diff": diff, "onnx_bytes": len(onnx_bytes),
+        "train": {"groups": int(len(train_rows.groups)), "rows": int(len(train_rows.y)),
+                  "labelled_rows": int((train_rows.y > 0).sum()),
+                  "labels_after_cutoff": int(len(labels.member))},
+        "valid": _valid_report(valid_rows, booster),
+        "top_features_by_gain": {FEATURE_NAMES[j]: round(float(gain[j]), 1) for j in top},
+        "seconds": round(time.perf_counter() - started, 1),
+    })
+    if diff > ONNX_TOLERANCE:
+        meta["skipped"] = f"ONNX differs from LightGBM by {diff:.2e} (> {ONNX_TOLERANCE}): not shipped"
+        return RerankerResult(None, meta, booster, {"train": train_rows, "valid": valid_rows})
+    return RerankerResult(onnx_bytes, meta, booster, {"train": train_rows, "valid": valid_rows})
+
+
+def _valid_report(rows: Rows, booster) -> dict[str, float]:
+    if len(rows.y) == 0:
+        return {"groups": 0}
+    scores = booster.predict(rows.x)
+    return {"groups": int(len(rows.groups)), "labelled_groups": int(_labelled_groups(rows)),
+            "first_stage_ndcg@10": round(ndcg_at(rows, None), 4),
+            "rerank_ndcg@10": round(ndcg_at(rows, scores), 4)}
+
+
+def _labelled_groups(rows: Rows) -> int:
+    starts = np.r_[0, np.cumsum(rows.groups)[:-1]]
+    return int((np.add.reduceat(rows.y, starts) > 0).sum()) if len(starts) else 0
