@@ -16,7 +16,7 @@ from rich.table import Table
 
 from service.errors import MallrecError
 
-out = Console()
+out = Console(soft_wrap=True)  # paths and versions stay on one line, whatever the width
 err = Console(stderr=True)
 
 EventsOpt = Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet): member_id,item_id,event,ts[,quantity].")]
