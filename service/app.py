@@ -1,6 +1,7 @@
 """Composition root: the one place that builds and wires the service's parts.
 
-    settings -> state store (Redis, or embedded Redis) -> model holder + bundle watcher
+    settings -> state store (Redis, or embedded Redis) -> model holder + bundle watcher (the model
+             and its re-ranker, built in the reload thread)
              -> slot registry (built-in, or the rules file + rules watcher) -> Recommender (use cases)
              -> gRPC servicer + health + reflection -> metrics endpoint
 
@@ -16,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -31,6 +33,7 @@ from service.metrics import Metrics
 from service.model import ServingModel
 from service.recommender import Recommender
 from service.reload import BundleWatcher, Holder, RulesWatcher
+from service.rerank.runtime import rerank_runtime
 from service.rules.loader import LoadedRules
 from service.settings import Settings
 from service.slots import SlotRegistry, default_registry
@@ -161,6 +164,7 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
 
     async def on_loaded(model: ServingModel) -> None:
         metrics.model_live(model.version, str(model.bundle.manifest.get("created_at", "")))
+        metrics.reranker_ready.set(int(rerank_runtime(model).ready))
         await health.set("", SERVING)
         await health.set(SERVICE_NAME, SERVING)
 
@@ -168,12 +172,20 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
         metrics.reload_failures.inc()
 
     watcher = BundleWatcher(settings.models_dir, models, interval=settings.reload_interval,
-                            on_loaded=on_loaded, on_failed=on_failed)
+                            loader=load_model, on_loaded=on_loaded, on_failed=on_failed)
     recommender = Recommender(models, slots, state, max_count=settings.max_count,
                               record_served=settings.record_served, clock=clock)
     return App(settings=settings, metrics=metrics, models=models, slots=slots, state=state,
                recommender=recommender, watcher=watcher, health=health, embedded=embedded,
                rules_watcher=rules_watcher)
+
+
+def load_model(path: Path) -> ServingModel:
+    """The reload thread's work for one bundle: the ServingModel, then its re-ranker (the onnxruntime
+    session and the feature context), so no request pays for either."""
+    model = ServingModel.load(path)
+    rerank_runtime(model)
+    return model
 
 
 def _rules_watcher(settings: Settings, first: LoadedRules, slots: Holder[SlotRegistry],

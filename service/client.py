@@ -104,6 +104,6 @@ def print_response(console: Console, member: str,
         [(s.slot, s.items) for s in resp.slots]
     for slot, items in slots:
         console.print(slot_table(f"{slot} for {member}", items))
-    flag = "  [bold yellow]degraded: answered without online state[/]" if resp.degraded else ""
+    flag = "  [bold yellow]degraded: a part was skipped (online state or re-ranker)[/]" if resp.degraded else ""
     console.print(f"[dim]model {resp.model_version} · rules {resp.rules_version} · "
                   f"request {resp.request_id}[/]{flag}")

@@ -113,16 +113,39 @@ class Reason:
 
 @dataclass
 class Candidate:
-    """An item on its way through a slot recipe. ``item`` is the bundle's internal item index."""
+    """An item on its way through a slot recipe. ``item`` is the bundle's internal item index.
+
+    Steps change the score through ``boost`` (multiply) and ``lift`` (add), never by assigning it,
+    so ``score == first-stage score * scale + shift`` holds: the re-ranker reads the first-stage score
+    back and re-applies what the boosts did to its own order (``service.steps.rerank``).
+    """
 
     item: int
     score: float
     source: str
     reasons: list[Reason] = field(default_factory=list)
+    scale: float = 1.0  # product of the boost / bury factors applied so far
+    shift: float = 0.0  # what lifts added (scaled by the boosts after them)
 
     def because(self, step: str, kind: str, detail: str) -> Candidate:
         self.reasons.append(Reason(step, kind, detail))
         return self
+
+    def boost(self, factor: float) -> None:
+        """Multiply the score (a boost above 1, a bury below)."""
+        self.score *= factor
+        self.scale *= factor
+        self.shift *= factor
+
+    def lift(self, amount: float) -> None:
+        """Add to the score (e.g. the search box's query match)."""
+        self.score += amount
+        self.shift += amount
+
+    @property
+    def first_stage(self) -> float:
+        """The score before any boost or lift: where the blend (or backfill) put the item."""
+        return (self.score - self.shift) / self.scale if self.scale else self.score
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,7 @@ class SlotResult:
     slot: str
     items: list[ServedItem]
     trace: Trace
+    degraded: tuple[str, ...] = ()  # parts the slot skipped, e.g. "rerank" (served in first-stage order)
 
 
 @dataclass
@@ -181,3 +205,4 @@ class PageResult:
     rules_version: str
     degraded: bool
     request_id: str
+    degraded_reasons: tuple[str, ...] = ()  # "state_store", "rerank": what was skipped (metrics label)

@@ -26,6 +26,7 @@ from service.domain import (
     ModelUnavailable,
     NotFound,
     PageRequest,
+    PageResult,
     RequestError,
     ServedItem,
     SlotAsk,
@@ -69,7 +70,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             req = PageRequest(request.member_id, (SlotAsk(request.slot, request.count),),
                               _context(request.context), request.request_id)
             page = await self.rec.recommend(req, single=True, time_left=context.time_remaining())
-            self._count_degraded(page.degraded)
+            self._count_degraded(page)
             return pb.RecommendResponse(items=_items(page.slots[0].items), model_version=page.model_version,
                                         rules_version=page.rules_version, degraded=page.degraded,
                                         request_id=page.request_id, slot=request.slot)
@@ -82,7 +83,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             req = PageRequest(request.member_id, tuple(SlotAsk(s.slot, s.count) for s in request.slots),
                               _context(request.context), request.request_id)
             page = await self.rec.recommend(req, time_left=context.time_remaining())
-            self._count_degraded(page.degraded)
+            self._count_degraded(page)
             return pb.RecommendPageResponse(
                 slots=[pb.SlotItems(slot=r.slot, items=_items(r.items)) for r in page.slots],
                 model_version=page.model_version, rules_version=page.rules_version,
@@ -115,9 +116,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def _slot_label(self, slot: str) -> str:
         return slot if self.rec.knows_slot(slot) else "unknown"  # bounded label values
 
-    def _count_degraded(self, degraded: bool) -> None:
-        if degraded:
-            self.metrics.degraded.labels("state_store").inc()
+    def _count_degraded(self, page: PageResult) -> None:
+        for reason in page.degraded_reasons:  # "state_store", "rerank"
+            self.metrics.degraded.labels(reason).inc()
 
     async def _serve(self, method: str, slot: str, context: grpc.aio.ServicerContext,
                      call: Callable[[], Awaitable[R]]) -> R:

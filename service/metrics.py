@@ -20,13 +20,16 @@ class Metrics:
                                 ["method", "slot", "code"], registry=r)
         self.latency = Histogram("mallrec_request_seconds", "Request latency by method and slot",
                                  ["method", "slot"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.degraded = Counter("mallrec_degraded_responses", "Responses served with a part skipped",
+        self.degraded = Counter("mallrec_degraded_responses",
+                                "Responses served with a part skipped (reason: state_store, rerank)",
                                 ["reason"], registry=r)
         self.state_errors = Counter("mallrec_state_store_errors", "Online state store failures",
                                     ["op"], registry=r)
         self.model = Info("mallrec_model", "The model bundle being served", registry=r)
         self.model_loaded_at = Gauge("mallrec_model_loaded_timestamp_seconds",
                                      "When the serving model went live", registry=r)
+        self.reranker_ready = Gauge("mallrec_reranker_ready",
+                                    "1 when the live bundle's re-ranker is loaded and can score", registry=r)
         self.reload_failures = Counter("mallrec_model_reload_failures",
                                        "Published bundles rejected at load", registry=r)
         self.events = Counter("mallrec_tracked_events", "Events received by TrackEvents", ["event"],

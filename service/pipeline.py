@@ -6,13 +6,14 @@ The engine knows only four component shapes (the Protocols below); what a slot d
 its recipe (``service.slots``). Every step's name lands in the trace and in the served items'
 reasons, so what a merchandiser reads is what the code calls it. A component may say more in the
 trace: ``describe()`` (what it is set to do) becomes the step's note, and while it runs it may call
-``q.note(...)`` and ``q.give_way(...)`` (a rule that could not hold, and why).
+``q.note(...)``, ``q.give_way(...)`` (a rule that could not hold, and why) and ``q.degrade(...)``
+(a part it had to skip, such as the re-ranker: the response is marked degraded).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -40,6 +41,8 @@ class SlotQuery:
     pinned: dict[int, int] = field(default_factory=dict)  # position (0-based) -> item, held by a pin
     notes: list[str] = field(default_factory=list)  # what the running component tells the trace
     yielded: list[str] = field(default_factory=list)  # rules that gave way while it ran
+    degraded: list[str] = field(default_factory=list)  # parts the slot skipped ("rerank"): the answer says so
+    served_hooks: list[Callable[[list[Candidate]], None]] = field(default_factory=list)  # see when_served
 
     @property
     def now(self) -> float:
@@ -54,6 +57,16 @@ class SlotQuery:
 
     def give_way(self, text: str) -> None:
         self.yielded.append(text)
+
+    def when_served(self, hook: Callable[[list[Candidate]], None]) -> None:
+        """Call ``hook(served)`` once the slot is cut to what it serves (e.g. to write reasons only for
+        the items a member will see, not for every candidate)."""
+        self.served_hooks.append(hook)
+
+    def degrade(self, part: str) -> None:
+        """The slot is served without ``part`` (e.g. "rerank"): the response is marked degraded."""
+        if part not in self.degraded:
+            self.degraded.append(part)
 
     def admissible(self, item: int) -> str | None:
         """None when ``item`` passes every filter of the recipe, else the name of the first that refuses."""
@@ -132,11 +145,13 @@ def run(recipe: SlotRecipe, q: SlotQuery) -> SlotResult:
             step.moved = _moves(ids, before, [c.item for c in ranked], q.count)
 
     served = ranked[: q.count]
+    for hook in q.served_hooks:
+        hook(served)
     trace.record(TraceStep("cut", "cut", removed=ids[[c.item for c in ranked[q.count:]]].tolist(),
                            note=f"served {len(served)} of {len(ranked)}"))
     items = [ServedItem(str(ids[c.item]), round(float(c.score), 6), c.source, tuple(c.reasons))
              for c in served]
-    return SlotResult(recipe.name, items, trace)
+    return SlotResult(recipe.name, items, trace, tuple(q.degraded))
 
 
 def apply_filters(filters: Sequence[Filter], q: SlotQuery, candidates: list[Candidate],

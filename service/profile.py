@@ -7,12 +7,16 @@ purchases) is computed on first use, so a slot that does not need it does not pa
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.domain import OnlineState
 from service.model import ServingModel
 from service.model_bundle import EVENT_BIT, EVENT_TYPES
+
+if TYPE_CHECKING:
+    from service.rerank.features import FeatureContext, MemberInputs
 
 _BITS = np.array([EVENT_BIT[e] for e in EVENT_TYPES], dtype=np.uint8)
 _PURCHASE = EVENT_TYPES.index("purchase")
@@ -91,3 +95,12 @@ class MemberProfile:
             if event == _PURCHASE and ts > out.get(item, -1):
                 out[item] = ts
         return out
+
+    def rerank_inputs(self, ctx: FeatureContext) -> MemberInputs:
+        """The re-ranker's view of the member (bundle history + fresh events, taste vector), made
+        once per request: the slots of a page share it, and its member summaries."""
+        cached = self.__dict__.get("_rerank_inputs")
+        if cached is None or cached[0] is not ctx:
+            cached = (ctx, ctx.member_inputs(self.member, self.now, recent=self.fresh, vector=self.vector))
+            self.__dict__["_rerank_inputs"] = cached
+        return cached[1]

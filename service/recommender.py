@@ -3,6 +3,8 @@
 A request takes one model and one slot registry at its start (``Holder.current``), reads the
 member's online state in one round trip (bounded by the request's deadline: a slow store is
 skipped and the answer is marked degraded), runs each slot's recipe and records what it served.
+A slot that had to skip a part (the re-ranker fell back to the first-stage order) marks the answer
+degraded too; ``PageResult.degraded_reasons`` says which parts.
 """
 
 from __future__ import annotations
@@ -77,8 +79,10 @@ class Recommender:
         served = [i.item_id for r in results for i in r.items]
         if self.record_served and served and not state.degraded:
             self._spawn(self.state.record_served(req.member_id, served, now))
-        return PageResult(results, model.version, registry.version, state.degraded,
-                          req.request_id or uuid.uuid4().hex)
+        skipped = (("state_store",) if state.degraded else ()) + tuple(
+            dict.fromkeys(part for r in results for part in r.degraded))  # e.g. "rerank"
+        return PageResult(results, model.version, registry.version, bool(skipped),
+                          req.request_id or uuid.uuid4().hex, skipped)
 
     async def similar_items(self, item_id: str, count: int) -> tuple[list[ServedItem], str]:
         """Neighbours of one item that can be bought now (in stock, on shelf)."""

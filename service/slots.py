@@ -38,6 +38,7 @@ from service.filters.page_dedup import NotOnPage
 from service.filters.stock import InStock
 from service.pipeline import Blender, CandidateSource, Filter, Step
 from service.steps.query_first import QueryFirst
+from service.steps.rerank import Rerank
 
 # Components by the name recipes use. The next components register here (register_component).
 SOURCES: dict[str, Callable[..., CandidateSource]] = {
@@ -45,23 +46,30 @@ SOURCES: dict[str, Callable[..., CandidateSource]] = {
                         PopularInCategory, NewLaunches, RepeatPurchase, QueryMatch)}
 FILTERS: dict[str, Callable[..., Filter]] = {
     c.name: c for c in (InStock, OnShelf, NotBoughtRecently, NotJustOrdered, NotOnPage)}
-STEPS: dict[str, Callable[..., Step]] = {c.name: c for c in (QueryFirst,)}
+STEPS: dict[str, Callable[..., Step]] = {c.name: c for c in (QueryFirst, Rerank)}
 _KINDS = {"source": SOURCES, "filter": FILTERS, "step": STEPS}
 
 #: Filters every slot runs first, whatever its recipe says.
 ALWAYS_FILTERS = ("in_stock", "on_shelf", "bought_recently", "just_ordered", "page_dedup")
+
+#: The learned re-ranker where the bundle has one (a bundle trained without one serves the blend as
+#: is, not degraded): on for the personal slots, whose candidates are like the "for you" pools it is
+#: trained on; off for delivery, whose order context the model never sees. A rules file's
+#: ``rerank = true | false`` overrides it per slot.
+RERANK_IF_AVAILABLE: dict[str, Any] = {"use": "rerank", "if_available": True}
 
 DEFAULT_SLOTS: dict[str, dict[str, Any]] = {
     "search_box": {
         "about": "what you may be looking for (the typed text's brand/category/tags first) + trending",
         "sources": [{"use": "query_match", "weight": 0.5}, {"use": "als", "weight": 0.3},
                     {"use": "trending", "weight": 0.2}],
-        "steps": ["query_first"],
+        "steps": ["query_first", RERANK_IF_AVAILABLE],
         "bought_recently_days": 7,
     },
     "check_in": {
         "about": "personal picks with some new launches mixed in",
         "sources": [{"use": "als", "weight": 0.75}, {"use": "new_launches", "weight": 0.25, "days": 30}],
+        "steps": [RERANK_IF_AVAILABLE],
         "bought_recently_days": 14,
     },
     "delivery": {

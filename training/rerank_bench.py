@@ -1,11 +1,14 @@
 """Latency of the serving path of the re-ranker: features + ONNX for one slot's candidate batch.
 
     python -m training.rerank_bench [--items 85000] [--candidates 200] [--trees 100] [--leaves 31]
+    python -m training.rerank_bench --models MODELS_DIR [--members 300]
 
 Self-contained (a synthetic bundle of taobao-2h's size, a model fitted on random labels), so it
 runs anywhere; the tree count and depth, not what the trees learned, set ONNX's cost. Prints the
 median and p99 per call; the service pays member_inputs + member stats once per request and
-compute + score once per slot.
+compute + score once per slot. With ``--models``: the service's own ``rerank`` step, timed in the
+slot pipeline on a published bundle and its trained re-ranker (the trace's step time, and its CPU
+time), for check_in and search_box at a few sizes, over the bundle's members with a history.
 """
 
 from __future__ import annotations
@@ -67,6 +70,58 @@ def random_model(trees: int, leaves: int, seed: int = 0) -> bytes:
     return export_onnx(booster)
 
 
+def step_in_pipeline(models: str, n_members: int) -> None:
+    """p50 / p99 of the rerank step of the built-in slots, as the server runs them (no online state)."""
+    from service.app import load_model
+    from service.domain import Context, OnlineState
+    from service.pipeline import SlotQuery, run
+    from service.profile import MemberProfile
+    from service.rerank.runtime import rerank_runtime
+    from service.slots import default_registry
+    from service.steps.rerank import Rerank
+
+    t0 = time.perf_counter()
+    model = load_model(models)
+    runtime = rerank_runtime(model)
+    if not runtime.ready:
+        raise SystemExit(runtime.problem or runtime.absent)
+    print(f"model {model.version}: {model.n_items} items, loaded with its re-ranker in "
+          f"{time.perf_counter() - t0:.1f}s")
+    b = model.bundle
+    members = [str(b.members.member_id[m]) for m in np.flatnonzero(np.diff(b.history_indptr) > 0)[:n_members]]
+    cpu: list[float] = []
+    apply = Rerank.apply
+
+    def timed(self, q, candidates):  # type: ignore[no-untyped-def]
+        t = time.thread_time()
+        out = apply(self, q, candidates)
+        cpu.append((time.thread_time() - t) * 1e3)
+        return out
+
+    Rerank.apply = timed  # type: ignore[method-assign]
+    registry = default_registry()
+    query = Context(query=str(b.items.category[0]))
+    now = time.time()
+    try:
+        for slot, count, ctx in (("check_in", 10, Context()), ("check_in", 50, Context()),
+                                 ("search_box", 10, query), ("search_box", 25, query)):
+            recipe = registry.get(slot)
+            assert recipe is not None
+            for _warm in range(2):
+                cpu.clear()
+                wall, sizes = [], []
+                for m in members:
+                    q = SlotQuery(model, MemberProfile(model, m, OnlineState(), now), slot, count, ctx)
+                    step = next(s for s in run(recipe, q).trace.steps if s.step == "rerank")
+                    wall.append(step.ms)
+                    sizes.append(float(step.note.split(" candidates")[0].rsplit(" ", 1)[-1]))
+            print(f"  {slot:10s} count {count:3d}: {np.median(sizes):4.0f} candidates   rerank step p50 "
+                  f"{np.median(wall):.2f} ms  p99 {np.percentile(wall, 99):.2f} ms   CPU p50 "
+                  f"{np.median(cpu):.2f} ms")
+    finally:
+        Rerank.apply = apply  # type: ignore[method-assign]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--items", type=int, default=85_000)
@@ -74,7 +129,12 @@ def main() -> None:
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--leaves", type=int, default=31)
     p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--models", help="time the service's rerank step on this published bundle instead")
+    p.add_argument("--members", type=int, default=300)
     a = p.parse_args()
+    if a.models:
+        step_in_pipeline(a.models, a.members)
+        return
     ctx = synthetic_context(a.items)
     scorer = Reranker(random_model(a.trees, a.leaves), FEATURE_NAMES, FEATURE_VERSION)
     rng = np.random.default_rng(1)

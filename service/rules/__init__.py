@@ -8,7 +8,8 @@ precedence when rules conflict is the order read backwards (hard filters never g
                      shown_today, frequency_cap                      -- never give way
     2. source mix    the slot's sources blended by weight (weights are shares), backfill if short
     3. boosts        boost / bury by attribute (after the recipe's own steps, e.g. query_first)
-    4. re-rank       the learned re-ranker, where the slot says ``rerank = true``
+    4. re-rank       the learned re-ranker, where the slot says ``rerank = true`` (built-in default:
+                     check_in and search_box when the bundle has one); boosts are re-applied to it
     5. diversity     at most N per category / brand in the top K    -- gives way to 6, 7
     6. quotas        at least / at most N matching in the top K      -- gives way to 7
     7. pins          item X at position P, within a date range       -- gives way to 1 only

@@ -2,7 +2,8 @@
 
 The blended score falls linearly from 1 at the top of the candidate list to 0 at its bottom, so a
 factor of 2 lifts an item from position 30 of 40 (score 0.25) to about position 20 (0.5). Boosted
-and buried items say so in their reasons, with the rule's name.
+and buried items say so in their reasons, with the rule's name. The factor is recorded on the
+candidate (``Candidate.boost``), so a re-ranker later in the slot applies it again to its own order.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Boost:
         verb = "boosted" if self.factor > 1 else "buried"
         for c, hit in zip(candidates, hits, strict=True):
             if hit:
-                c.score *= self.factor
+                c.boost(self.factor)
                 c.because(self.name, self.kind, f"{verb} ×{self.factor:g}: {self.matcher.about}")
         q.note(f"{sum(hits)} of {len(candidates)} candidates matched")
         return sorted(candidates, key=lambda c: -c.score)

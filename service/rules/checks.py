@@ -32,6 +32,14 @@ def check_slot(c: Collector, slot: SlotConfig, table: SlotTable, rules: list[tup
             make_component("step", Use(use="rerank"), slot.name, "rerank")
         except RecipeError as e:
             c.add("error", e.why, (*path, "rerank"), slot=slot.name, field="rerank")
+        if model is not None:
+            from service.rerank.runtime import rerank_runtime
+
+            runtime = rerank_runtime(model)
+            if not runtime.ready:
+                c.add("warning", f"{runtime.problem or runtime.absent}: the slot is served in its "
+                                 "first-stage order, marked degraded", (*path, "rerank"), slot=slot.name,
+                      field="rerank")
     seen: dict[str, Path_] = {}
     for rule, where in rules:
         label = rule_label({"name": rule.name}, f"rules[{where[-1]}]")

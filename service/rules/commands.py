@@ -149,6 +149,9 @@ def _print_preview(body: dict[str, Any]) -> None:
                       i.get("category", ""), i.get("brand", ""), str(i.get("price", "")), i.get("tags", ""),
                       why)
     out.print(items)
+    if body.get("degraded"):
+        skipped = ", ".join(body["degraded"])
+        out.print(f"[bold yellow]degraded: served without {skipped} (the trace says why)[/]", highlight=False)
     trace = Table(title="trace (in the order the steps ran)", title_justify="left")
     for col in ("step", "kind", "what it is", "removed", "added", "moved", "gave way"):
         trace.add_column(col)

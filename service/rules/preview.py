@@ -62,7 +62,7 @@ def item_facts(model: ServingModel, item_id: str) -> dict[str, Any]:
 
 
 def result_json(model: ServingModel, result: SlotResult) -> dict[str, Any]:
-    return {"slot": result.slot,
+    return {"slot": result.slot, "degraded": list(result.degraded),
             "items": [{"position": n, "item_id": i.item_id, "score": i.score, "source": i.source,
                        **item_facts(model, i.item_id),
                        "reasons": [{"step": r.step, "kind": r.kind, "detail": r.detail} for r in i.reasons]}

@@ -10,7 +10,6 @@ The recipe's sources, built-in filters, blend and backfill come from ``service.s
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -102,17 +101,7 @@ def _when(rule: PinRule, tz: ZoneInfo) -> str:
 
 
 def rerank_factory() -> Callable[..., Step] | None:
-    """The re-ranker step, when this build has one (``service/steps/rerank.py``, registered as "rerank")."""
-    if "rerank" not in STEPS:
-        try:
-            module = importlib.import_module("service.steps.rerank")
-        except ModuleNotFoundError as e:
-            if e.name != "service.steps.rerank":
-                raise
-            return None
-        for obj in vars(module).values():  # registered on import, or found by its name and kind
-            if "rerank" not in STEPS and isinstance(obj, type) and getattr(obj, "kind", None) == "rerank":
-                register_component("step", obj, "rerank")
+    """The re-ranker step (``service/steps/rerank.py``, registered as "rerank" in ``service.slots``)."""
     return STEPS.get("rerank")
 
 
@@ -123,10 +112,13 @@ def build_slot(slot: SlotConfig, tz: ZoneInfo) -> SlotRecipe:
     pins = tuple(pin_of.values())
     for rule in slot.rules:
         by_stage[rule.stage].append(pin_of.get(id(rule)) or component(rule, tz, pins))  # type: ignore[arg-type]
+    # a built-in recipe's own re-ranker (the file said nothing about `rerank`) runs in its stage too
+    own = [s for s in base.steps if s.kind != "rerank"]
+    by_stage["rerank"] += [s for s in base.steps if s.kind == "rerank"]
     if slot.rerank:
         by_stage["rerank"].append(make_component("step", Use(use="rerank"), slot.name, "rerank"))
     positional = by_stage["diversity"] + by_stage["quota"] + by_stage["pin"]
-    steps = [*base.steps, *(c for stage in STAGES[1:] for c in by_stage[stage])]
+    steps = [*own, *(c for stage in STAGES[1:] for c in by_stage[stage])]
     if by_stage["diversity"] or by_stage["quota"]:
         steps.append(PrecedenceCheck(positional))
     return replace(base, filters=(*base.filters, *by_stage["filter"]), steps=tuple(steps))

@@ -264,7 +264,7 @@ class SlotTable(BaseModel):
     backfill: StrictStr | None = None  # a source name, or "none"
     pool: int | None = Field(None, ge=1, le=50)
     count: int | None = Field(None, ge=1, le=1000)  # items the page shows: positions are checked against it
-    rerank: StrictBool | None = None  # insert the learned re-ranker after the boosts
+    rerank: StrictBool | None = None  # the learned re-ranker after the boosts (None: the slot's default)
     rules: list[Any] = []
 
 

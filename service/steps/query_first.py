@@ -25,7 +25,7 @@ class QueryFirst:
         for c in candidates:
             s = strength.get(c.item, 0.0)
             if s > 0:
-                c.score += s
+                c.lift(s)
                 if c.source != "query_match":  # that source's own reason already says it matched
                     c.because(self.name, self.kind, f"moved up: matches '{query}' on {match.fields[c.item]}")
         return sorted(candidates, key=lambda c: -c.score)

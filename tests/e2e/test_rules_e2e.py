@@ -1,11 +1,14 @@
 """Exposure rules end to end: `mallrec synth` + `mallrec train`, the real server with a rules file,
-real Redis, and a clock the test moves (``build(clock=...)``) for caps and pins' date ranges."""
+real Redis, and a clock the test moves (``build(clock=...)``) for caps and pins' date ranges. The
+trained bundle carries a re-ranker (the synthetic mall is big enough for one): a slot with
+``rerank = true`` is served in its order, and a broken one falls back, degraded."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -18,7 +21,9 @@ from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
 from service.app import build
 from service.cli import app as cli_app
 from service.model import ServingModel
-from service.rules import RulesError
+from service.model_bundle import publish
+from service.rules import RulesError, load_rules
+from service.rules.preview import run_slot
 from service.settings import Settings
 from tests.fixtures.redis_server import delete_prefix, shared_url, unique_prefix
 from tests.fixtures.server import serving
@@ -268,5 +273,46 @@ def test_a_broken_rules_file_is_rejected_and_the_last_good_rules_keep_serving(
             await until(rejected, "the broken file was never tried")
             assert await rules_version(stub) == second  # the last good rules keep serving
             assert len((await ask(stub, "m", "cart_page", 4)).items) == 4
+
+    asyncio.run(go())
+
+
+def test_a_re_ranked_slot_serves_the_models_order_and_a_broken_model_falls_back_degraded(
+        models: Path, tmp_path: Path, redis_url: tuple[str, str]) -> None:
+    url, prefix = redis_url
+    f = Facts(models)
+    bundle = f.model.bundle
+    assert bundle.reranker_onnx is not None, f"no re-ranker trained: {bundle.manifest.get('reranker')}"
+    clock = Clock()
+    member = f.gold[0]
+    pin = f'[[slots.check_in.rules]]\nname = "Spring hero"\ntype = "pin"\nitem = "{f.pin}"\nposition = 3\n'
+    rules, plain = tmp_path / "rules.toml", tmp_path / "plain.toml"
+    rules.write_text(f"[slots.check_in]\nrerank = true\n{pin}")
+    plain.write_text(f"[slots.check_in]\nrerank = false\n{pin}")
+
+    def expected(path: Path, model: ServingModel) -> list[str]:  # in-process: no online state yet
+        result = run_slot(model, load_rules(path, model=model).registry, member, "check_in", 10, clock.now)
+        return [i.item_id for i in result.items]
+
+    reranked, first_stage = expected(rules, f.model), expected(plain, f.model)
+    assert reranked != first_stage and reranked[2] == first_stage[2] == f.pin
+
+    # a bundle whose files pass their checksums but whose model cannot load (a bad export, say)
+    broken = tmp_path / "broken"
+    publish(replace(bundle, manifest=bundle.manifest | {"version": f"{bundle.version}-broken"},
+                    reranker_onnx=b"\x08\x07not onnx"), broken)
+
+    async def go() -> None:
+        for models_dir, want, degraded in ((models, reranked, False), (broken, first_stage, True)):
+            async with serving(models_dir, redis_url=url, redis_prefix=prefix, rules_path=rules,
+                               clock=clock) as app, grpc.aio.insecure_channel(app.target) as ch:
+                resp = await ask(pb_grpc.RecommenderStub(ch), member, "check_in")
+                assert [i.item_id for i in resp.items] == want and resp.degraded == degraded
+                why = [r.detail for i in resp.items for r in i.reasons if r.step == "rerank"]
+                assert bool(why) != degraded and all(d.startswith("re-ranked") for d in why)
+                sample = app.metrics.registry.get_sample_value
+                assert sample("mallrec_reranker_ready") == (0 if degraded else 1)
+                fallbacks = sample("mallrec_degraded_responses_total", {"reason": "rerank"}) or 0
+                assert fallbacks == int(degraded)
 
     asyncio.run(go())

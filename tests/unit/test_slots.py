@@ -16,7 +16,7 @@ def test_built_in_slots_read_like_a_table_of_contents() -> None:
     assert check_in is not None
     assert check_in.outline() == ["sources:  als 75% · new_launches 25%",
                                   "filters:  in_stock, on_shelf, bought_recently, just_ordered, page_dedup",
-                                  "steps:    -", "backfill: popular"]
+                                  "steps:    rerank", "backfill: popular"]
 
 
 def test_every_slot_has_the_filters_no_slot_can_do_without() -> None:
