@@ -177,7 +177,9 @@ def print_metrics(results: dict[str, dict[str, float]], ks: tuple[int, ...]) -> 
         table.add_column(c, justify="right")
     for name, metrics in results.items():
         table.add_row(name, *(f"{metrics[c]:.4f}" for c in cols))
-    out.print(table)
+    # piped or logged output has no terminal width: do not squeeze the numbers into 80 columns
+    console = out if out.is_terminal else Console(soft_wrap=True, width=40 + 10 * len(cols))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
