@@ -1,8 +1,17 @@
 """FAISS index of item vectors, and its recall measured against exact search.
 
-Exact (flat inner product) for small catalogues; past `exact_below` items, IVF with the number of
-probed lists raised until recall@100 on real member vectors reaches the target. Recall on random
-vectors would say nothing, so the check always uses the trained factors.
+Exact (flat inner product) for small catalogues. Past `exact_below` items, `auto` measures how much
+of the catalogue the service's exact search has to read (service.model.NormPrunedSearch: items
+sorted by vector length, scan stopped by the Cauchy-Schwarz bound) for real member vectors: ALS
+vectors' lengths span orders of magnitude, so a member's top 100 is usually settled after a few
+percent of the items, and exact search stays exact and fast. Only when it would read more than
+`EXACT_MAX_SCAN_SHARE` of the items does `auto` build IVF, with the number of probed lists raised
+until recall@100 reaches the target.
+
+Recall is measured on trained member vectors that are not zero: a member without history has a
+zero vector, every item ties at score 0 and "recall" on it is noise (at 1M synthetic members a
+fifth of them, which capped every index at ~0.8 and pushed IVF to probe every list). Random
+vectors would say nothing either, so the check always uses the trained factors.
 """
 
 from __future__ import annotations
@@ -15,6 +24,9 @@ from training.config import IndexConfig
 
 RECALL_TARGET = 0.95
 RECALL_K = 100
+#: `auto` keeps exact search past `exact_below` while it reads at most this share of the items
+#: (5x less than a full scan) for the average member.
+EXACT_MAX_SCAN_SHARE = 0.2
 
 
 @dataclass
@@ -24,6 +36,7 @@ class IndexReport:
     nprobe: int
     recall_at_100: float
     queries: int
+    exact_scan_share: float | None = None  # share of items the service's exact search reads (k=100)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -46,6 +59,27 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size if truth.size else 1.0
 
 
+def exact_scan_share(queries: np.ndarray, vectors: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of items a length-pruned exact search must read: those whose length reaches the
+    k-th best score over |q| (the search reads in doubling blocks, so somewhat more in practice)."""
+    if len(queries) == 0 or len(vectors) == 0:
+        return 1.0
+    kth = np.einsum("qd,qkd->qk", queries, vectors[truth]).min(axis=1)
+    bound = kth / np.maximum(np.linalg.norm(queries, axis=1), 1e-30)
+    lengths = np.sort(np.linalg.norm(vectors, axis=1))
+    return float(np.mean(1.0 - np.searchsorted(lengths, bound, side="left") / len(vectors)))
+
+
+def recall_sample(member_factors: np.ndarray, vectors: np.ndarray, size: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Up to ``size`` trained member vectors that are not zero (zero: no history, no ranking)."""
+    active = np.flatnonzero(np.any(member_factors != 0, axis=1)) if len(member_factors) else []
+    if len(active) == 0:
+        return np.ascontiguousarray(vectors[:size], dtype=np.float32)
+    pick = rng.choice(active, min(size, len(active)), replace=False)
+    return np.ascontiguousarray(member_factors[pick], dtype=np.float32)
+
+
 def build_index(item_factors: np.ndarray, member_factors: np.ndarray, cfg: IndexConfig,
                 seed: int = 0):
     """Build the serving index; return (faiss index, IndexReport)."""
@@ -54,18 +88,19 @@ def build_index(item_factors: np.ndarray, member_factors: np.ndarray, cfg: Index
     vectors = np.ascontiguousarray(item_factors, dtype=np.float32)
     n, d = vectors.shape
     rng = np.random.default_rng(seed)
-    sample = member_factors[rng.choice(len(member_factors), min(cfg.recall_sample, len(member_factors)),
-                                       replace=False)] if len(member_factors) else vectors[:cfg.recall_sample]
-    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    sample = recall_sample(member_factors, vectors, cfg.recall_sample, rng)
     k = min(RECALL_K, n)
     truth = exact_top(sample, vectors, k)
-    kind = cfg.kind if cfg.kind != "auto" else ("flat" if n < cfg.exact_below else "ivf")
+    share = exact_scan_share(sample, vectors, truth)
+    kind = cfg.kind
+    if kind == "auto":
+        kind = "flat" if n < cfg.exact_below or share <= EXACT_MAX_SCAN_SHARE else "ivf"
 
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
         index.add(vectors)
         _, found = index.search(sample, k)
-        return index, IndexReport("flat", 0, 0, recall(found, truth), len(sample))
+        return index, IndexReport("flat", 0, 0, recall(found, truth), len(sample), round(share, 4))
 
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
@@ -77,7 +112,7 @@ def build_index(item_factors: np.ndarray, member_factors: np.ndarray, cfg: Index
             _, found = index.search(sample, k)
             r = recall(found, truth)
             if r >= RECALL_TARGET or ef >= 1024:
-                return index, IndexReport("hnsw", 0, ef, r, len(sample))
+                return index, IndexReport("hnsw", 0, ef, r, len(sample), round(share, 4))
             ef *= 2
 
     nlist = max(1, int(4 * np.sqrt(n)))
@@ -92,5 +127,5 @@ def build_index(item_factors: np.ndarray, member_factors: np.ndarray, cfg: Index
         _, found = index.search(sample, k)
         r = recall(found, truth)
         if cfg.nprobe or r >= RECALL_TARGET or nprobe >= nlist:
-            return index, IndexReport("ivf", nlist, nprobe, r, len(sample))
+            return index, IndexReport("ivf", nlist, nprobe, r, len(sample), round(share, 4))
         nprobe = min(nlist, nprobe * 2)

@@ -33,6 +33,13 @@ from service.state.keys import (
 
 log = logging.getLogger(__name__)
 _ERRORS = (redis.RedisError, OSError, TimeoutError)
+#: HINCRBY {kind}{item} 1 for each item, then EXPIRE: record_served's whole page in one EVALSHA.
+#: ARGV = ttl, field prefix, item ids...; returns the number of items counted.
+_COUNT_SERVED = """
+for i = 3, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[2] .. ARGV[i], 1) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return #ARGV - 2
+"""
 
 
 class RedisStateStore:
@@ -51,6 +58,7 @@ class RedisStateStore:
         self.client = redis.from_url(url, decode_responses=True, socket_timeout=timeout,
                                      socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
         self.safe_url = re.sub(r"//[^@/]*@", "//***@", url)  # never log a password
+        self._count_served = self.client.register_script(_COUNT_SERVED)
         self._down_until = 0.0
         self._down = False
 
@@ -105,12 +113,12 @@ class RedisStateStore:
     async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
         if not item_ids or not self._may_try():
             return
-        pipe = self.client.pipeline(transaction=False)
         key = impressions_key(self.prefix, member_id, day_of(now))
-        self._count_into(pipe, {key: [(i, SERVED) for i in item_ids]})
         try:
             async with asyncio.timeout(self.timeout * 2):
-                await pipe.execute()
+                # one command for the whole page (a pipeline of HINCRBYs costs the event loop ~20 us
+                # of packing and parsing per item; the script runs them inside Redis)
+                await self._count_served(keys=[key], args=[self.impressions_ttl, SERVED, *item_ids])
         except _ERRORS as e:
             self._failed("served", e)
         else:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from training.config import IndexConfig
-from training.index import RECALL_TARGET, build_index, exact_top, recall
+from training.index import EXACT_MAX_SCAN_SHARE, RECALL_TARGET, build_index, exact_top, recall
 from training.neighbours import cosine_neighbours
 
 
@@ -64,3 +64,27 @@ def test_neighbours_are_most_cosine_similar():
     np.fill_diagonal(sim, -np.inf)
     want = np.argsort(-sim, axis=1)[:, :5]
     assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, want, strict=True)]) > 0.99
+
+
+def als_like(n: int, d: int = 16, seed: int = 0) -> np.ndarray:
+    """Clustered directions with lengths spanning orders of magnitude (popular items are long),
+    as trained ALS item factors have."""
+    v = clustered(n, d, seed=seed)
+    lengths = np.random.default_rng(seed + 1).pareto(1.2, n) + 0.01
+    return (v / np.linalg.norm(v, axis=1, keepdims=True) * lengths[:, None]).astype(np.float32)
+
+
+def test_zero_member_vectors_are_left_out_of_the_recall_check():
+    items = clustered(500)
+    members = np.concatenate([clustered(100, seed=5), np.zeros((100, 16), np.float32)])  # no history
+    _, report = build_index(items, members, IndexConfig(exact_below=1000, recall_sample=150))
+    assert report.kind == "flat" and report.recall_at_100 == pytest.approx(1.0)
+    assert report.queries == 100
+
+
+def test_auto_keeps_exact_search_past_exact_below_when_lengths_prune_it():
+    items, members = als_like(6000), clustered(200, seed=5)
+    index, report = build_index(items, members, IndexConfig(exact_below=1000, recall_sample=200))
+    assert report.kind == "flat" and report.recall_at_100 == pytest.approx(1.0)
+    assert report.exact_scan_share is not None and report.exact_scan_share <= EXACT_MAX_SCAN_SHARE
+    assert index.ntotal == 6000

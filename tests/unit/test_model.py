@@ -49,3 +49,39 @@ def test_query_matches_brand_category_and_tags_strongest_first() -> None:
     assert strength["i005"] == 1.0 and match.fields[5] == "tags"
     assert "i001" not in strength  # globex, no vegan tag
     assert m.match_query("no-such-word").items.size == 0
+
+
+def test_length_pruned_search_is_exact_and_reads_few_items_when_lengths_vary() -> None:
+    from service.model import NormPrunedSearch
+
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(20_000, 16))
+    lengths = rng.pareto(1.2, 20_000) + 0.01  # ALS-like: a few long (popular) items, a long tail
+    items = (directions / np.linalg.norm(directions, axis=1, keepdims=True) * lengths[:, None]).astype(
+        np.float32)
+    search = NormPrunedSearch(items, first_block=256)
+    reads = []
+    for q in rng.normal(size=(30, 16)).astype(np.float32):
+        for k in (1, 10, 100):
+            found, scores, read = search.search(q, k)
+            brute = np.argsort(-(items @ q), kind="stable")[:k]
+            assert set(found.tolist()) == set(brute.tolist())
+            np.testing.assert_allclose(scores, (items @ q)[found], rtol=1e-5)
+            assert np.all(np.diff(scores) <= 0)
+            reads.append(read)
+    assert np.mean(reads) < 0.2 * len(items)
+
+
+def test_length_pruned_search_without_pruning_reads_everything_and_zero_finds_nothing() -> None:
+    from service.model import NormPrunedSearch
+
+    rng = np.random.default_rng(1)
+    items = rng.normal(size=(3000, 8)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)  # equal lengths: the bound never stops early
+    search = NormPrunedSearch(items, first_block=100)
+    q = rng.normal(size=8).astype(np.float32)
+    found, _, read = search.search(q, 50)
+    assert read == 3000 and set(found.tolist()) == set(np.argsort(-(items @ q))[:50].tolist())
+    assert len(search.search(np.zeros(8, np.float32), 10)[0]) == 0
+    m = tiny_model()
+    assert len(m.search(np.zeros(m.bundle.item_factors.shape[1], np.float32), 5)[0]) == 0

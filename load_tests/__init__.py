@@ -1,0 +1,1 @@
+"""Load tests and benchmarks (separate commands, never part of the pytest suite); see README.md."""
