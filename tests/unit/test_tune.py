@@ -1,0 +1,220 @@
+"""`tune`: budgets, the validation split, a config `train` can read, and a real improvement."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.model_bundle import EVENT_TYPES, MemberTable
+from tests.factories import items_table
+from training import tune as tune_module
+from training.config import TrainConfig, load_config
+from training.dataset import Dataset, Interactions
+from training.tune import TuneResult, search_space, time_scale, tune
+
+HOUR = 3600
+BAD = TrainConfig.model_validate({"als": {"factors": 2, "regularization": 50.0, "alpha": 0.3,
+                                          "iterations": 1}, "weighting": {"half_life": None}})
+
+
+def planted(members: int = 300, clusters: int = 6, per_cluster: int = 10, length: int = 10,
+            seed: int = 0) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """Members drift: the first half of a history is in one cluster of items, the second half and
+    the held-out next item in another. Returns the dataset and the true next (member, item) pairs,
+    which are NOT in the dataset."""
+    rng = np.random.default_rng(seed)
+    n_items = clusters * per_cluster
+    rows: list[tuple[int, int, int, int]] = []
+    nxt_m, nxt_i = [], []
+    for m in range(members):
+        a, b = rng.choice(clusters, 2, replace=False)
+        start = int(rng.integers(0, 30 * 24)) * HOUR
+        items = np.r_[rng.choice(per_cluster, length // 2, replace=False) + a * per_cluster,
+                      rng.choice(per_cluster, length - length // 2 + 1, replace=False) + b * per_cluster]
+        for k, item in enumerate(items[:-1]):
+            ev = int(rng.choice(len(EVENT_TYPES), p=[0.5, 0.2, 0.1, 0.1, 0.1]))
+            rows.append((m, int(item), ev, start + k * HOUR))
+        nxt_m.append(m)
+        nxt_i.append(int(items[-1]))
+    it = items_table(n_items, seed=seed)
+    member_ids = np.array([f"m{m}" for m in range(members)])
+    arr = np.array(rows, dtype=np.int64)
+    ev = Interactions(member=arr[:, 0].astype(np.int32), item=arr[:, 1].astype(np.int32),
+                      event=arr[:, 2].astype(np.uint8), ts=arr[:, 3], member_ids=member_ids,
+                      item_ids=it.item_id)
+    ds = Dataset(ev, it, MemberTable(member_ids, np.full(members, "gold"), np.full(members, 1.0)))
+    return ds, np.array(nxt_m), np.array(nxt_i)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return planted()
+
+
+@pytest.fixture(scope="module")
+def improved(data) -> TuneResult:
+    ds, _, _ = data
+    return tune(ds, BAD, trials=12, minutes=5, seed=0)
+
+
+def test_trial_budget(data):
+    ds, _, _ = data
+    r = tune(ds, BAD, trials=4, minutes=5, seed=1)
+    assert len(r.trials) == 4
+    assert r.trials[0].number == 0 and r.trials[0].params["factors"] == 2  # the starting config first
+    assert [t.number for t in r.trials] == [0, 1, 2, 3]
+
+
+def test_one_trial_scores_only_the_starting_config(data):
+    ds, _, _ = data
+    r = tune(ds, BAD, trials=1, minutes=5)
+    assert len(r.trials) == 1
+    assert r.best_config == BAD
+
+
+def test_minutes_budget(data):
+    ds, _, _ = data
+    started = time.perf_counter()
+    r = tune(ds, BAD, trials=10_000, minutes=0.02, seed=0)  # 1.2 s
+    took = time.perf_counter() - started
+    slowest = max(t.seconds for t in r.trials)
+    assert len(r.trials) < 10_000
+    assert took < 1.2 + 2 * slowest + 2  # no trial starts after the budget
+    assert r.seconds == pytest.approx(took, abs=0.5)
+
+
+def test_validation_comes_from_the_given_events_only(data, monkeypatch):
+    ds, true_m, true_i = data
+    seen = []
+    real = tune_module.leave_last_out
+
+    def spy(arg):
+        seen.append(arg)
+        return real(arg)
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("tune must not read a holdout")
+
+    monkeypatch.setattr(tune_module, "leave_last_out", spy)
+    monkeypatch.setattr("training.dataset.holdout_split", forbidden)
+    monkeypatch.setattr("training.events.read_pairs", forbidden, raising=False)
+    captured = []
+    real_score = tune_module.Validation.score
+
+    def score(self, config, on_iteration=None):
+        captured.append(self)
+        return real_score(self, config, on_iteration)
+
+    monkeypatch.setattr(tune_module.Validation, "score", score)
+    tune(ds, BAD, trials=2, minutes=5)
+    assert seen == [ds]
+    val = captured[0]
+    # validation pairs are each member's last given event; the true next items are never used
+    ev = ds.events
+    last = {}
+    for m, i, t in zip(ev.member.tolist(), ev.item.tolist(), ev.ts.tolist(), strict=True):
+        if m not in last or t >= last[m][1]:
+            last[m] = (i, t)
+    pairs = set(zip(val.split.test_members.tolist(), val.split.test_items.tolist(), strict=True))
+    assert pairs <= {(m, i) for m, (i, _) in last.items()}
+    assert len(val.split.train.events) == len(ev) - len(val.split.test_members)
+    truth_pairs = set(zip(true_m.tolist(), true_i.tolist(), strict=True))
+    assert pairs.isdisjoint(truth_pairs)
+
+
+def test_config_validates_and_round_trips(improved, tmp_path: Path):
+    cfg = improved.best_config
+    assert TrainConfig.model_validate(cfg.model_dump(mode="json")) == cfg
+    f = tmp_path / "best.toml"
+    f.write_text(cfg.to_toml())
+    assert load_config(f) == cfg
+
+
+def test_tune_improves_a_bad_config(improved):
+    r = improved
+    assert r.base_score is not None
+    assert r.best_score > r.base_score + 0.1
+    assert r.best_score == max(t.score for t in r.trials if t.score is not None)
+    assert r.best_config != BAD
+    # the summary names the best trial's params and score
+    text = r.summary()
+    for word in ("factors", "regularization", "alpha", "half_life", str(len(r.trials))):
+        assert word in text
+    assert f"{r.best_score:.4f}" in text
+
+
+def test_tuned_config_beats_the_bad_one_on_the_true_next_items(data, improved):
+    """The tuned config, trained on all given events, predicts the unseen next items better."""
+    from training.dataset import holdout_split
+    from training.evaluate import evaluate
+
+    ds, true_m, true_i = data
+    split = holdout_split(ds, true_m, true_i)
+    bad = evaluate(split, BAD, names=("als",), ks=(10,))["als"]["ndcg@10"]
+    good = evaluate(split, improved.best_config, names=("als",), ks=(10,))["als"]["ndcg@10"]
+    assert good > bad + 0.1
+
+
+def test_search_space_follows_the_data(data):
+    ds, _, _ = data
+    scale = time_scale(ds)
+    assert scale.member_gap == HOUR  # consecutive events one hour apart
+    assert scale.member_span == 9 * HOUR
+    space = search_space(ds, scale)
+    lo, hi = space.member_half_life
+    assert lo < HOUR < 9 * HOUR < hi
+    assert space.factors[1] <= ds.n_items // 2
+    assert space.event_types == EVENT_TYPES
+    assert space.reference == "purchase"
+
+
+def test_trials_are_recorded_with_params_and_scores(improved):
+    for t in improved.trials:
+        assert {"factors", "regularization", "alpha", "iterations", "half_life", "decay_from",
+                "log_scale"} <= set(t.params)
+        assert t.score is None or 0 <= t.score <= 1
+
+
+def test_every_trial_prints_one_line(data):
+    import io
+
+    from rich.console import Console
+
+    from training.progress import Steps
+
+    ds, _, _ = data
+    buf = io.StringIO()
+    tune(ds, BAD, trials=3, minutes=5, steps=Steps(Console(file=buf, width=80)))
+    lines = [x for x in buf.getvalue().splitlines() if x.startswith("trial ")]
+    assert len(lines) == 3
+    assert all("ndcg@10" in x and "alpha=" in x for x in lines)
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "amazon-beauty"
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} not found (shared datasets absent)")
+def test_amazon_beauty_few_trials():
+    from training.events import load_dataset
+
+    ds = load_dataset(SHARED / "events.csv", SHARED / "items.csv")
+    r = tune(ds, TrainConfig(), trials=2, minutes=0.5, seed=0, sample=5000)
+    assert r.validation["member_gap_s"] == 1  # `ts` is the position in a member's history
+    assert len(r.trials) == 2  # the defaults, then the member-decay prior
+    assert r.best_score > r.base_score
+    assert r.best_config.weighting.decay_from == "member"
+
+
+def test_keeps_the_starting_config_unless_the_gain_is_clear(data):
+    """A winner that does not beat the starting config by the required number of standard errors
+    (here an impossible one) is luck on a small validation set: the starting config stays."""
+    ds, _, _ = data
+    r = tune(ds, BAD, trials=3, minutes=5, min_gain_se=1e9)
+    assert r.best_config == BAD
+    assert r.best_number == 0 and r.best_score == r.base_score
+    assert r.note and "keeping the starting config" in r.note
+    assert "keeping the starting config" in r.summary()
