@@ -28,7 +28,7 @@ class Steps:
     @contextmanager
     def step(self, name: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
         start = time.perf_counter()
-        if self.quiet:
+        if self.quiet or not self.console.is_terminal:  # logs get the done line, not a bar
             yield lambda _n=1: None
         else:
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
