@@ -25,33 +25,18 @@ from service.model_bundle import publish
 from service.rules import RulesError, load_rules
 from service.rules.preview import run_slot
 from service.settings import Settings
-from tests.fixtures.redis_server import delete_prefix, shared_url, unique_prefix
+from tests.e2e.conftest import train
 from tests.fixtures.server import serving
 
 pytestmark = pytest.mark.e2e
 DAY = 86400
 
 
-def mallrec(*args: str) -> str:
-    result = CliRunner().invoke(cli_app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data, out = tmp_path_factory.mktemp("mall"), tmp_path_factory.mktemp("models")
-    mallrec("synth", "--members", "300", "--items", "200", "--events", "6000", "--out", str(data))
-    mallrec("train", "--events", str(data / "events.csv"), "--items", str(data / "items.csv"),
-            "--members", str(data / "members.csv"), "--out", str(out))
+def models(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("models")
+    train(data_dir, out)
     return out
-
-
-@pytest.fixture
-def redis_url() -> object:
-    url, prefix = shared_url(), unique_prefix()
-    yield url, prefix
-    delete_prefix(url, prefix)
 
 
 class Facts:

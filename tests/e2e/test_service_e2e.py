@@ -15,39 +15,17 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from service.api.gen.mallrec.v1 import recommender_pb2 as pb
 from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
-from service.cli import app as cli_app
 from service.client import bad_fields
 from service.model_bundle import CURRENT_FILE, VERSIONS_DIR, current_version, load
-from tests.fixtures.redis_server import RedisProcess, delete_prefix, shared_url, unique_prefix
+from tests.e2e.conftest import train
+from tests.fixtures.redis_server import RedisProcess
 from tests.fixtures.server import serving
 
 pytestmark = pytest.mark.e2e
 SLOTS = ("search_box", "check_in", "delivery")
-
-
-def mallrec(*args: str) -> str:
-    result = CliRunner().invoke(cli_app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("mall")
-    mallrec("synth", "--members", "300", "--items", "200", "--events", "6000", "--out", str(out))
-    return out
-
-
-def train(data: Path, models: Path) -> str:
-    mallrec("train", "--events", str(data / "events.csv"), "--items", str(data / "items.csv"),
-            "--members", str(data / "members.csv"), "--out", str(models))
-    version = current_version(models)
-    assert version
-    return version
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +33,6 @@ def models(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models")
     train(data_dir, out)
     return out
-
-
-@pytest.fixture
-def redis_url() -> object:
-    url, prefix = shared_url(), unique_prefix()
-    yield url, prefix
-    delete_prefix(url, prefix)
 
 
 def busy_members(models: Path, n: int = 5) -> list[str]:
