@@ -38,10 +38,20 @@ class ALS(Model):
         self.member_factors: np.ndarray | None = None
         self.item_factors: np.ndarray | None = None
 
-    def fit(self, ds: Dataset, matrix: sp.csr_matrix) -> Self:
+    def fit(self, ds: Dataset, matrix: sp.csr_matrix, iterations: int | None = None,
+            start: tuple[np.ndarray, np.ndarray] | None = None) -> Self:
+        """Fit ``matrix``; ``start`` = (member, item) factors to continue from (same shapes)."""
         callback = (lambda it, _elapsed, _loss: self.on_iteration(it)) if self.on_iteration else None
+        cfg = self.cfg if iterations is None else self.cfg.model_copy(update={"iterations": iterations})
         with threadpool_limits(1, "blas"):
-            model = make_implicit_model(self.cfg)
+            model = make_implicit_model(cfg)
+            if start is not None:  # implicit continues from factors it already has
+                expected = ((matrix.shape[0], cfg.factors), (matrix.shape[1], cfg.factors))
+                if (start[0].shape, start[1].shape) != expected:
+                    raise ValueError(f"warm start factors {start[0].shape}, {start[1].shape} "
+                                     f"do not fit a {matrix.shape} matrix with {cfg.factors} factors")
+                model.user_factors = np.array(start[0], dtype=np.float32)
+                model.item_factors = np.array(start[1], dtype=np.float32)
             model.fit(matrix.tocsr().astype(np.float32), show_progress=False, callback=callback)
         self.member_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
@@ -55,3 +65,16 @@ class ALS(Model):
 
         nbr, sim = cosine_neighbours(self.item_factors, n, queries=np.asarray(items))
         return nbr, sim
+
+
+def fit_final(ds: Dataset, matrix: sp.csr_matrix, cfg: AlsConfig, steps,
+              start: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[ALS, dict]:
+    """The published ALS: continued from ``start`` (the re-ranker's first stage, fitted before its
+    cutoff) for ``warm_iterations`` sweeps, or fitted from scratch. Returns it and what ran."""
+    warm = start is not None and cfg.warm_iterations > 0
+    sweeps = cfg.warm_iterations if warm else cfg.iterations
+    name = "ALS (continued from the re-ranker's first stage)" if warm else "ALS"
+    with steps.step(name, total=sweeps) as advance:
+        als = ALS(cfg, on_iteration=lambda _it: advance(1)).fit(ds, matrix, iterations=sweeps,
+                                                                start=start if warm else None)
+    return als, {"warm_start": warm, "iterations": sweeps}

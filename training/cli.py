@@ -105,14 +105,10 @@ def evaluate(
     err.print(f"split: {len(split_ds.test_members):,} held-out pairs for "
               f"{len(set(split_ds.test_members.tolist())):,} members", highlight=False)
     steps = Steps(err)
-    results = run_eval(split_ds, cfg, ks=ks, steps=steps)
-    if cfg.reranker.enabled:
-        from training.rerank_eval import evaluate_rerank
-
-        try:  # first_stage and rerank are scored on the same candidates of the same members
-            results.update(evaluate_rerank(split_ds, cfg, ks=ks, steps=steps))
-        except MallrecError as e:
-            err.print(f"re-ranker not evaluated: {e}", highlight=False)
+    notes: list[str] = []
+    results = run_eval(split_ds, cfg, ks=ks, steps=steps, notes=notes)
+    for note in notes:
+        err.print(note, highlight=False)
     print_metrics(results, ks)
     if json_out:
         payload = {"split": holdout and str(holdout) or split.value, "k": list(ks), "models": results,

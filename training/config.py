@@ -89,7 +89,22 @@ class AlsConfig(_Strict):
     regularization: float = Field(0.05, ge=0)
     alpha: float = Field(2.0, gt=0)
     iterations: int = Field(15, ge=1, le=200)
+    # With the re-ranker on, its first stage is ALS on the events before its cutoff. The final model
+    # starts from those factors: `iterations - warm_iterations` sweeps before the cutoff, then
+    # `warm_iterations` on all events, so training runs one fit's worth of sweeps, not two
+    # (amazon-beauty: same or better HR@10 than a cold fit). 0 = fit the two from scratch.
+    warm_iterations: int = Field(5, ge=0, le=200)
     seed: int = 42
+
+    def staged(self) -> tuple[int, int]:
+        """(sweeps before the re-ranker's cutoff, sweeps on all events from those factors).
+
+        warm_iterations 0: (iterations, 0), the final model fits from scratch. A warm start that
+        cannot save sweeps (warm_iterations >= iterations) still runs: the first stage keeps its
+        full fit.
+        """
+        w = self.warm_iterations
+        return (self.iterations - w if 0 < w < self.iterations else self.iterations), w
 
 
 class PopularityConfig(_Strict):
@@ -134,7 +149,7 @@ class RerankerConfig(_Strict):
     sources: dict[str, float] = {"als": 0.5, "similar_recent": 0.2, "category_popular": 0.15,
                                  "trending": 0.1, "popular": 0.05}
     exclude_seen: bool = True  # candidates never include the member's own items (as `evaluate`)
-    threads: int = Field(1, ge=0)  # LightGBM threads; 0 = all cores
+    threads: int = Field(0, ge=0)  # LightGBM threads; 0 = all cores (deterministic per machine)
     seed: int = 42
 
     @field_validator("sources")

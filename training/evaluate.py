@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.als import ALS
+from service.errors import MallrecError
+from training.als import fit_final
 from training.config import TrainConfig
 from training.dataset import Split, confidence_matrix, seen_matrix
 from training.metrics import ranking_metrics
@@ -18,8 +19,12 @@ ALL_MODELS = ("als", "popularity", "popularity_category", "trending", "als+popul
 
 
 def fit_models(split: Split, config: TrainConfig, names: tuple[str, ...] = ALL_MODELS,
-               steps: Steps | None = None) -> dict[str, Model]:
-    """Fit the named models on the split's training part (blends reuse their fitted parts)."""
+               steps: Steps | None = None, start: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> dict[str, Model]:
+    """Fit the named models on the split's training part (blends reuse their fitted parts).
+
+    ``start``: the re-ranker's first-stage factors, which ALS continues from as `train` does.
+    """
     steps = steps or Steps(quiet=True)
     ds = split.train
     with steps.step("confidence matrix"):
@@ -29,8 +34,7 @@ def fit_models(split: Split, config: TrainConfig, names: tuple[str, ...] = ALL_M
         wanted |= {"als", "popularity"}
     models: dict[str, Model] = {}
     if "als" in wanted:
-        with steps.step("ALS", total=config.als.iterations) as advance:
-            models["als"] = ALS(config.als, on_iteration=lambda _i: advance(1)).fit(ds, matrix)
+        models["als"], _ = fit_final(ds, matrix, config.als, steps, start=start)
     with steps.step("popularity models"):
         for cls in (GlobalPopularity, CategoryPopularity, TrendingPopularity):
             if cls.name in wanted:
@@ -57,11 +61,29 @@ def score_models(models: dict[str, Model], split: Split, ks: tuple[int, ...] = (
 
 
 def evaluate(split: Split, config: TrainConfig, ks: tuple[int, ...] = (10, 20),
-             names: tuple[str, ...] = ALL_MODELS, steps: Steps | None = None) -> dict[str, dict[str, float]]:
-    if len(split.test_members) == 0:
-        from service.errors import MallrecError
+             names: tuple[str, ...] = ALL_MODELS, steps: Steps | None = None,
+             notes: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Every model's metrics; with the re-ranker on, also `first_stage` and `rerank` rows.
 
+    Trains in `train`'s order: the re-ranker (and its first stage before its cutoff) first, then
+    ALS continued from that first stage. Why the re-ranker was not scored goes to ``notes``.
+    """
+    if len(split.test_members) == 0:
         raise MallrecError("the split left nothing to evaluate: no held-out items for members "
                            "that have training events")
-    models = fit_models(split, config, names, steps)
-    return score_models(models, split, ks, steps)
+    reranker = None
+    if config.reranker.enabled and "als" in names:
+        from training.reranker import train_reranker
+
+        reranker = train_reranker(split.train, config, steps)
+    models = fit_models(split, config, names, steps, start=reranker and reranker.warm_start)
+    results = score_models(models, split, ks, steps)
+    if reranker is not None:
+        if reranker.onnx is None:
+            (notes if notes is not None else []).append(
+                f"re-ranker not evaluated: {reranker.meta.get('skipped')}")
+        else:
+            from training.rerank_eval import score_rerank
+
+            results.update(score_rerank(split, config, reranker, models["als"], ks, steps))
+    return results

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from service import model_bundle as mb
-from training.als import ALS
+from training.als import fit_final
 from training.config import TrainConfig
 from training.dataset import Dataset, confidence_matrix
 from training.history import member_history
@@ -33,8 +33,12 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
 
     with steps.step("confidence matrix"):
         matrix = confidence_matrix(ds, config.weighting)
-    with steps.step("ALS", total=config.als.iterations) as advance:
-        als = ALS(config.als, on_iteration=lambda _it: advance(1)).fit(ds, matrix)
+    # the re-ranker first: its first stage (ALS before its cutoff) is where the final ALS starts
+    reranker = train_reranker(ds, config, steps)
+    if reranker.meta.get("skipped"):
+        steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
+    als, als_fit = fit_final(ds, matrix, config.als, steps, start=reranker.warm_start)
+    reranker.warm_start = None  # the first stage's factors are not needed any more
     with steps.step("popularity (global, trending)"):
         pop_global = global_popularity(ds, config.weighting, config.popularity.half_life)
         pop_trending = trending_scores(ds, config.weighting, config.popularity)
@@ -45,10 +49,6 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
                                           seed=config.als.seed)
     with steps.step("member history"):
         history = member_history(ds)
-    with steps.step("re-ranker"):
-        reranker = train_reranker(ds, config)
-    if reranker.meta.get("skipped"):
-        steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
 
     arrays = {
         "item_factors": als.item_factors,
@@ -66,6 +66,7 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
         "index": index_report.as_dict(),
         "metrics": {"index_recall_at_100": round(index_report.recall_at_100, 4)},
         "reranker": reranker.meta,
+        "als_fit": als_fit,
         "timings_s": steps.timings,
     }
     bundle = mb.Bundle(manifest=manifest, items=ds.items, members=ds.members, arrays=arrays,

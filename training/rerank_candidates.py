@@ -53,6 +53,7 @@ class PoolMaker:
         # Stock is a snapshot taken after the cutoff, so it is also a small leak we keep out of pools.
         stock = np.asarray(fs.items.stock)
         self.servable = (stock != 0) & np.asarray(fs.items.on_shelf, dtype=bool)
+        self._allowed = self.servable.copy()
         popular = np.argsort(-a["popularity_global"], kind="stable")
         trending = np.argsort(-a["popularity_trending"], kind="stable")
         self.popular_order = popular[self.servable[popular]]
@@ -81,12 +82,20 @@ class PoolMaker:
                  ) -> dict[str, np.ndarray]:
         exclude = seen if self.config.reranker.exclude_seen else np.zeros(0, dtype=np.int64)
         want = n + len(exclude)  # enough that n survive the exclusion
+        allowed = self._allowed  # servable and not excluded: one lookup per item instead of isin
+        allowed[exclude] = False
+        try:
+            return self._pick(m, als, allowed, n, want)
+        finally:
+            allowed[exclude] = self.servable[exclude]
+
+    def _pick(self, m: int, als: np.ndarray | None, allowed: np.ndarray, n: int, want: int
+              ) -> dict[str, np.ndarray]:
         seeds, conf = self._seeds(m)
         out: dict[str, np.ndarray] = {}
         for name in self.weights:
             if name == "als":
-                scores = np.where(self.servable, als, -np.inf)
-                scores[exclude] = -np.inf
+                scores = np.where(allowed, als, -np.inf)
                 top = np.argpartition(-scores, n)[:n] if n < len(scores) else np.arange(len(scores))
                 items = top[np.argsort(-scores[top], kind="stable")]
                 items = items[np.isfinite(scores[items])]
@@ -98,10 +107,7 @@ class PoolMaker:
                 items = self._similar(seeds, conf)
             else:
                 items = self._category(seeds, conf, n)
-            items = items[self.servable[items]]
-            if len(exclude):
-                items = items[~np.isin(items, exclude)]
-            out[name] = items[:n]
+            out[name] = items[allowed[items]][:n]
         return out
 
     def _seeds(self, m: int) -> tuple[np.ndarray, np.ndarray]:

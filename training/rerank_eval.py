@@ -1,14 +1,15 @@
 """Offline evaluation of the re-ranker: the first-stage order against the re-ranked order.
 
-    results = evaluate_rerank(split, config, ks=(10, 20))
-    results["first_stage"], results["rerank"]   # ranking_metrics dicts, the same keys as `evaluate`
+    results = evaluate(split, config)            # training/evaluate.py calls score_rerank:
+    results["first_stage"], results["rerank"]   # ranking_metrics dicts, the same keys as the others
 
 The re-ranker is trained only on ``split.train`` (with its own inner cutoff, training/reranker.py);
-then the first stage is fitted on all of ``split.train`` (as `train` would before publishing) and
-every held-out member gets one candidate pool made as the service makes it. Both orders rank the
-same pool, and the metrics average over the same members as `evaluate`'s other rows (members whose
-pool misses the truth count as misses for both), so the rows compare directly. The re-ranked order
-is scored through the ONNX model and the service's scorer: what is measured is what would be served.
+the first stage is the one `evaluate` fitted on all of ``split.train`` (as `train` would before
+publishing), and every held-out member gets one candidate pool made as the service makes it. Both
+orders rank the same pool, and the metrics average over the same members as `evaluate`'s other rows
+(members whose pool misses the truth count as misses for both), so the rows compare directly. The
+re-ranked order is scored through the ONNX model and the service's scorer: what is measured is what
+would be served.
 """
 
 from __future__ import annotations
@@ -17,39 +18,33 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import MallrecError
 from service.rerank.features import FEATURE_NAMES, FEATURE_VERSION, compute
 from service.rerank.scorer import Reranker
+from training.als import ALS
 from training.config import TrainConfig
 from training.dataset import Split
 from training.metrics import ranking_metrics
 from training.progress import Steps
 from training.rerank_candidates import PoolMaker
-from training.reranker import fit_first_stage, train_reranker
+from training.reranker import RerankerResult, fit_first_stage
 
 
-def evaluate_rerank(split: Split, config: TrainConfig, ks: tuple[int, ...] = (10, 20),
-                    steps: Steps | None = None, info: dict[str, Any] | None = None
-                    ) -> dict[str, dict[str, float]]:
+def score_rerank(split: Split, config: TrainConfig, model: RerankerResult, als: ALS,
+                 ks: tuple[int, ...] = (10, 20), steps: Steps | None = None,
+                 info: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """{"first_stage": metrics, "rerank": metrics} on the split's held-out members.
 
-    ``info``, when given, receives the re-ranker's training report and pool statistics. Raises
-    MallrecError when the training events are too few to train a re-ranker.
+    ``model`` was trained on ``split.train`` and has ONNX bytes; ``als`` is the first stage's ALS
+    fitted on all of ``split.train``. ``info``, when given, receives the re-ranker's training
+    report and pool statistics.
     """
     steps = steps or Steps(quiet=True)
-    if len(split.test_members) == 0:
-        raise MallrecError("the split left nothing to evaluate: no held-out items for members "
-                           "that have training events")
-    model = train_reranker(split.train, config.model_copy(update={
-        "reranker": config.reranker.model_copy(update={"enabled": True})}), steps)
     if info is not None:
         info["reranker"] = model.meta
-    if model.onnx is None:
-        raise MallrecError(f"no re-ranker to evaluate: {model.meta.get('skipped')}")
     scorer = Reranker(model.onnx, FEATURE_NAMES, FEATURE_VERSION)
-    with steps.step("re-ranker eval: first stage on all training events"):
-        fs = fit_first_stage(split.train, config)
     members = np.unique(split.test_members)
+    fs = fit_first_stage(split.train, config, factors=(als.member_factors, als.item_factors),
+                         steps=steps, members=members)
     depth = max(ks)
     first = np.full((len(members), depth), -1, dtype=np.int64)
     reranked = np.full((len(members), depth), -1, dtype=np.int64)

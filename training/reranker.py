@@ -93,22 +93,40 @@ def label_split(ds: Dataset, cfg: RerankerConfig) -> Labels:
     return Labels(features, m[pick], i[pick], lvl[pick].astype(np.int64), cutoff)
 
 
-def fit_first_stage(ds: Dataset, config: TrainConfig) -> FirstStage:
-    """ALS, popularity, trending, neighbours and history on ``ds``, as a bundle would hold them."""
-    matrix = confidence_matrix(ds, config.weighting)
-    als = ALS(config.als).fit(ds, matrix)
-    nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k)
-    arrays = {
-        "item_factors": als.item_factors,
-        "member_factors": als.member_factors,
-        "popularity_global": global_popularity(ds, config.weighting, config.popularity.half_life),
-        "popularity_trending": trending_scores(ds, config.weighting, config.popularity),
-        "neighbour_items": nbr_items,
-        "neighbour_scores": nbr_scores,
-        **member_history(ds),
-    }
-    return FirstStage(ds.items, arrays, seen_matrix(ds), FeatureContext(ds.items, ds.members, arrays),
-                      ds.now)
+def fit_first_stage(ds: Dataset, config: TrainConfig, factors: tuple[np.ndarray, np.ndarray] | None = None,
+                    iterations: int | None = None, steps: Steps | None = None,
+                    members: np.ndarray | None = None) -> FirstStage:
+    """ALS, popularity, trending, neighbours and history on ``ds``, as a bundle would hold them.
+
+    ``factors``: (member, item) ALS factors already fitted on ``ds``; otherwise ALS is fitted here
+    with ``iterations`` sweeps (default: the config's). ``members``: the only members whose pools
+    will be made (history and seen items are kept for them alone, which saves time at scale).
+    """
+    steps = steps or Steps(quiet=True)
+    if factors is None:
+        matrix = confidence_matrix(ds, config.weighting)
+        total = iterations or config.als.iterations
+        with steps.step("re-ranker: ALS before the cutoff", total=total) as advance:
+            als = ALS(config.als, on_iteration=lambda _it: advance(1)).fit(ds, matrix, iterations=total)
+        factors = (als.member_factors, als.item_factors)
+    own = ds
+    if members is not None:
+        wanted = np.zeros(ds.n_members, dtype=bool)
+        wanted[members] = True
+        own = ds.with_events(ds.events.subset(wanted[ds.events.member]))
+    with steps.step("re-ranker: neighbours, popularity, history"):
+        nbr_items, nbr_scores = cosine_neighbours(factors[1], config.neighbours.k)
+        arrays = {
+            "item_factors": factors[1],
+            "member_factors": factors[0],
+            "popularity_global": global_popularity(ds, config.weighting, config.popularity.half_life),
+            "popularity_trending": trending_scores(ds, config.weighting, config.popularity),
+            "neighbour_items": nbr_items,
+            "neighbour_scores": nbr_scores,
+            **member_history(own),
+        }
+        return FirstStage(ds.items, arrays, seen_matrix(own),
+                          FeatureContext(ds.items, ds.members, arrays), ds.now)
 
 
 @dataclass
@@ -221,6 +239,9 @@ class RerankerResult:
     meta: dict[str, Any]
     booster: Any = None
     rows: dict[str, Rows] = field(default_factory=dict)
+    # (member, item) ALS factors fitted before the cutoff: the final ALS starts from them
+    # (AlsConfig.warm_iterations); None when no first stage was fitted or warm starts are off.
+    warm_start: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -> RerankerResult:
@@ -243,15 +264,16 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
     if len(members) > cfg.max_groups:
         members = np.sort(rng.choice(members, cfg.max_groups, replace=False))
     valid_mask = rng.random(len(members)) < VALID_SHARE
-    with steps.step("re-ranker: first stage before the cutoff"):
-        fs = fit_first_stage(labels.features, config)
+    fs = fit_first_stage(labels.features, config, iterations=config.als.staged()[0], steps=steps,
+                         members=members)
+    warm = (fs.member_factors, fs.arrays["item_factors"]) if config.als.warm_iterations else None
     with steps.step("re-ranker: candidates + features"):
         train_rows = build_rows(fs, config, members[~valid_mask], labels, only_labelled=True)
         valid_rows = build_rows(fs, config, members[valid_mask], labels)
     if len(train_rows.groups) < cfg.min_groups:
         meta["skipped"] = (f"only {len(train_rows.groups)} members have a labelled item among their "
                            f"candidates, fewer than min_groups={cfg.min_groups}: no re-ranker")
-        return RerankerResult(None, meta)
+        return RerankerResult(None, meta, warm_start=warm)
     with steps.step("re-ranker: LightGBM lambdarank", total=None):
         booster = fit_booster(train_rows, cfg)
     with steps.step("re-ranker: ONNX export + check"):
@@ -274,8 +296,8 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
     })
     if diff > ONNX_TOLERANCE:
         meta["skipped"] = f"ONNX differs from LightGBM by {diff:.2e} (> {ONNX_TOLERANCE}): not shipped"
-        return RerankerResult(None, meta, booster, {"train": train_rows, "valid": valid_rows})
-    return RerankerResult(onnx_bytes, meta, booster, {"train": train_rows, "valid": valid_rows})
+        return RerankerResult(None, meta, booster, {"train": train_rows, "valid": valid_rows}, warm)
+    return RerankerResult(onnx_bytes, meta, booster, {"train": train_rows, "valid": valid_rows}, warm)
 
 
 def _valid_report(rows: Rows, booster) -> dict[str, float]:

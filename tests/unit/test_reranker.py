@@ -147,12 +147,16 @@ def test_published_bundle_serves_the_reranker(ds, tmp_path):
     assert scorer.score(x).shape == (4,) and sorted(scorer.rank(x).tolist()) == [0, 1, 2, 3]
 
 
-def test_evaluate_rerank_reports_both_orders(ds):
-    from training.rerank_eval import evaluate_rerank
+def test_evaluate_reports_first_stage_and_rerank_on_the_same_members(ds):
+    from training.evaluate import evaluate, fit_models
+    from training.rerank_eval import score_rerank
 
     split = temporal(ds, 3)
+    assert {"als", "first_stage", "rerank"} <= set(evaluate(split, CFG, ks=(10,)))
     info: dict = {}
-    res = evaluate_rerank(split, CFG, ks=(10,), info=info)
+    model = train_reranker(split.train, CFG)
+    als = fit_models(split, CFG, ("als",), start=model.warm_start)["als"]
+    res = score_rerank(split, CFG, model, als, ks=(10,), info=info)
     assert set(res) == {"first_stage", "rerank"}
     assert res["first_stage"].keys() == res["rerank"].keys() and "ndcg@10" in res["rerank"]
     assert res["first_stage"]["members"] == res["rerank"]["members"] == len(np.unique(split.test_members))
