@@ -1,11 +1,12 @@
 """Training-time benchmark: the whole `mallrec train` against a bare `implicit` fit of the same matrix.
 
-Both run in the same invocation, each in its own child process (so peak memory is per process):
+All run in the same invocation, each in its own child process (so peak memory is per process):
 
 1. `mallrec train` end to end (read files, weight, ALS, popularity, neighbours, FAISS + recall
    check, history, publish), timed from outside: wall seconds and peak RSS.
-2. The bare fit: the same matrix built the same way (not timed), then only
-   `AlternatingLeastSquares.fit` timed, with the same hyperparameters and threads.
+2. The bare fit, before and after (1): the same matrix built the same way (not timed), then only
+   `AlternatingLeastSquares.fit` timed, with the same hyperparameters and threads. The ratio is
+   train / mean of the two fits, in wall seconds and in CPU seconds.
 
 Usage:
     python load_tests/bench_train.py --events 10000000            # synthesises a mall first
@@ -36,15 +37,15 @@ ds = load_dataset(events, items, members or None)
 matrix = confidence_matrix(ds, cfg.weighting)
 with threadpool_limits(1, "blas"):
     model = make_implicit_model(cfg.als)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     model.fit(matrix, show_progress=False)
-    fit = time.perf_counter() - t
-print(json.dumps({"fit_s": fit, "nnz": int(matrix.nnz), "shape": list(matrix.shape)}))
+    fit, cpu = time.perf_counter() - t, time.process_time() - c
+print(json.dumps({"fit_s": fit, "fit_cpu_s": cpu, "nnz": int(matrix.nnz), "shape": list(matrix.shape)}))
 """
 
 
-def run(cmd: list[str]) -> tuple[float, float, str]:
-    """Run a child; return (wall seconds, peak RSS in MiB, stdout)."""
+def run(cmd: list[str]) -> tuple[float, float, str, float]:
+    """Run a child; return (wall seconds, peak RSS in MiB, stdout, CPU seconds of all its threads)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
@@ -53,7 +54,7 @@ def run(cmd: list[str]) -> tuple[float, float, str]:
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"child failed: {' '.join(cmd)}")
-    return wall, usage.ru_maxrss / 1024, out
+    return wall, usage.ru_maxrss / 1024, out, usage.ru_utime + usage.ru_stime
 
 
 def find(data: Path, stem: str) -> Path | None:
@@ -93,20 +94,29 @@ def main() -> None:
         train_cmd += ["--members", str(members)]
     if args.config:
         train_cmd += ["--config", config]
-    train_wall, train_rss, _ = run(train_cmd)
-    fit_wall, fit_rss, fit_out = run([sys.executable, "-c", FIT_ONLY, str(events), str(items),
-                                      str(members or ""), config])
-    fit = json.loads(fit_out.strip().splitlines()[-1])
+    fit_cmd = [sys.executable, "-c", FIT_ONLY, str(events), str(items), str(members or ""), config]
+    # bare fit, train, bare fit again: on a shared box the load drifts, so the denominator is the
+    # mean of a fit before and one after; CPU seconds (all threads) drift less than wall time.
+    _, fit_rss, before_out, _ = run(fit_cmd)
+    train_wall, train_rss, _, train_cpu = run(train_cmd)
+    _, _, after_out, _ = run(fit_cmd)
+    fits = [json.loads(o.strip().splitlines()[-1]) for o in (before_out, after_out)]
+    fit_wall = sum(f["fit_s"] for f in fits) / 2
+    fit_cpu = sum(f["fit_cpu_s"] for f in fits) / 2
     result = {
         "events_file": str(events),
-        "matrix_nnz": fit["nnz"],
-        "matrix_shape": fit["shape"],
+        "matrix_nnz": fits[0]["nnz"],
+        "matrix_shape": fits[0]["shape"],
         "train_total_s": round(train_wall, 2),
-        "bare_fit_s": round(fit["fit_s"], 2),
-        "ratio": round(train_wall / fit["fit_s"], 3),
+        "bare_fit_s": [round(f["fit_s"], 2) for f in fits],
+        "ratio": round(train_wall / fit_wall, 3),
+        "train_cpu_s": round(train_cpu, 2),
+        "bare_fit_cpu_s": [round(f["fit_cpu_s"], 2) for f in fits],
+        "cpu_ratio": round(train_cpu / fit_cpu, 3),
         "train_peak_rss_mib": round(train_rss),
         "bare_fit_process_peak_rss_mib": round(fit_rss),
         "cpus": os.cpu_count(),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(result, indent=2))
     if args.json:

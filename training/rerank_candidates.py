@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from service.model import NormPrunedSearch
 from service.model_bundle import EVENT_BIT, EVENT_TYPES, ItemTable
 from service.rerank.features import Candidates, FeatureContext
 from training.config import TrainConfig
@@ -54,6 +55,9 @@ class PoolMaker:
         stock = np.asarray(fs.items.stock)
         self.servable = (stock != 0) & np.asarray(fs.items.on_shelf, dtype=bool)
         self._allowed = self.servable.copy()
+        # the service's exact length-pruned search, over what a slot could serve
+        self.servable_items = np.flatnonzero(self.servable)
+        self.als_search = NormPrunedSearch(self.item_factors[self.servable_items])
         popular = np.argsort(-a["popularity_global"], kind="stable")
         trending = np.argsort(-a["popularity_trending"], kind="stable")
         self.popular_order = popular[self.servable[popular]]
@@ -68,37 +72,29 @@ class PoolMaker:
         self.category_top = [by_cat[bounds[c]:min(bounds[c + 1], bounds[c] + CATEGORY_LIST)]
                              for c in range(fs.ctx.n_categories)]
 
-    def pools(self, members: np.ndarray, n: int, batch: int = 512) -> Iterator[tuple[int, Candidates]]:
+    def pools(self, members: np.ndarray, n: int) -> Iterator[tuple[int, Candidates]]:
         """(member, blended candidate batch of at most n items) for each member, in order."""
-        for start in range(0, len(members), batch):
-            chunk = np.asarray(members[start:start + batch], dtype=np.int64)
-            als = self.fs.member_factors[chunk] @ self.item_factors.T if "als" in self.weights else None
-            for row, m in enumerate(chunk):
-                seen = self.fs.seen.indices[self.fs.seen.indptr[m]:self.fs.seen.indptr[m + 1]]
-                found = self._sources(int(m), None if als is None else als[row], seen, n)
-                yield int(m), interleave(found, self.weights, n)
+        for m in np.asarray(members, dtype=np.int64).tolist():
+            seen = self.fs.seen.indices[self.fs.seen.indptr[m]:self.fs.seen.indptr[m + 1]]
+            yield m, interleave(self._sources(m, seen, n), self.weights, n)
 
-    def _sources(self, m: int, als: np.ndarray | None, seen: np.ndarray, n: int
-                 ) -> dict[str, np.ndarray]:
+    def _sources(self, m: int, seen: np.ndarray, n: int) -> dict[str, np.ndarray]:
         exclude = seen if self.config.reranker.exclude_seen else np.zeros(0, dtype=np.int64)
         want = n + len(exclude)  # enough that n survive the exclusion
         allowed = self._allowed  # servable and not excluded: one lookup per item instead of isin
         allowed[exclude] = False
         try:
-            return self._pick(m, als, allowed, n, want)
+            return self._pick(m, allowed, n, want)
         finally:
             allowed[exclude] = self.servable[exclude]
 
-    def _pick(self, m: int, als: np.ndarray | None, allowed: np.ndarray, n: int, want: int
-              ) -> dict[str, np.ndarray]:
+    def _pick(self, m: int, allowed: np.ndarray, n: int, want: int) -> dict[str, np.ndarray]:
         seeds, conf = self._seeds(m)
         out: dict[str, np.ndarray] = {}
         for name in self.weights:
             if name == "als":
-                scores = np.where(allowed, als, -np.inf)
-                top = np.argpartition(-scores, n)[:n] if n < len(scores) else np.arange(len(scores))
-                items = top[np.argsort(-scores[top], kind="stable")]
-                items = items[np.isfinite(scores[items])]
+                found, _, _ = self.als_search.search(self.fs.member_factors[m], want)
+                items = self.servable_items[found]
             elif name == "popular":
                 items = self.popular_order[:want]
             elif name == "trending":

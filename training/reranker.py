@@ -115,7 +115,8 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, factors: tuple[np.ndarray,
         wanted[members] = True
         own = ds.with_events(ds.events.subset(wanted[ds.events.member]))
     with steps.step("re-ranker: neighbours, popularity, history"):
-        nbr_items, nbr_scores = cosine_neighbours(factors[1], config.neighbours.k)
+        nbr_items, nbr_scores = _neighbours(factors[1], config.neighbours.k,
+                                            None if members is None else own.events.item)
         arrays = {
             "item_factors": factors[1],
             "member_factors": factors[0],
@@ -127,6 +128,20 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, factors: tuple[np.ndarray,
         }
         return FirstStage(ds.items, arrays, seen_matrix(own),
                           FeatureContext(ds.items, ds.members, arrays), ds.now)
+
+
+def _neighbours(vectors: np.ndarray, k: int, touched: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Item neighbours; with ``touched``, only those items' rows are searched (the others stay -1:
+    pools and features look up neighbours of a member's own items only)."""
+    if touched is None:
+        return cosine_neighbours(vectors, k)
+    queries = np.unique(touched)
+    ids, sims = cosine_neighbours(vectors, k, queries=queries)
+    all_ids = np.full((len(vectors), ids.shape[1]), -1, dtype=ids.dtype)
+    all_sims = np.zeros((len(vectors), sims.shape[1]), dtype=sims.dtype)
+    all_ids[queries], all_sims[queries] = ids, sims
+    return all_ids, all_sims
 
 
 @dataclass
