@@ -15,8 +15,9 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from training.config import AlsConfig  # noqa: E402
-from training.dataset import Dataset  # noqa: E402
+from service.model_bundle import ItemTable  # noqa: E402
+from training.config import AlsConfig, TrainConfig, Weighting  # noqa: E402
+from training.dataset import Dataset, confidence_matrix  # noqa: E402
 from training.model_api import Model  # noqa: E402
 
 
@@ -29,32 +30,80 @@ def make_implicit_model(cfg: AlsConfig, threads: int = 0):
                                    num_threads=threads, calculate_training_loss=False)
 
 
+def attribute_rows(items: ItemTable, weight: float) -> sp.csr_matrix:
+    """Pseudo-members, one per catalogue attribute value (category, brand, each tag), whose row holds
+    the items that have it with confidence ``weight``: items sharing attributes get close vectors."""
+    keys: list[str] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    index: dict[str, int] = {}
+    for field, values in (("c", items.category), ("b", items.brand), ("t", items.tags)):
+        for i, value in enumerate(values.tolist()):
+            for word in (str(value).split() if field == "t" else [str(value)] if value else []):
+                key = f"{field}:{word}"
+                r = index.setdefault(key, len(index))
+                if r == len(keys):
+                    keys.append(key)
+                rows.append(r)
+                cols.append(i)
+    m = sp.csr_matrix((np.full(len(rows), weight, dtype=np.float32), (rows, cols)),
+                      shape=(len(keys), len(items.item_id)))
+    m.sum_duplicates()
+    m.data[:] = weight  # an item listing the same tag twice still has it once
+    return m
+
+
 class ALS(Model):
+    """implicit's ALS, plus two options from AlsConfig / Weighting:
+
+    - ``attribute_weight``: attribute pseudo-members join the fit (`attribute_rows`);
+    - ``member_half_life``: after the fit, member vectors are solved again on the fixed item factors
+      from the same events decayed with this (sharper) half-life: item vectors learn from long
+      histories, a member's vector leans on their latest items (implicit's exact least squares, the
+      formula the service's fold-in uses).
+    """
+
     name = "als"
 
-    def __init__(self, cfg: AlsConfig, on_iteration: Callable[[int], None] | None = None):
+    def __init__(self, cfg: AlsConfig, weighting: Weighting | None = None,
+                 on_iteration: Callable[[int], None] | None = None):
         self.cfg = cfg
+        self.weighting = weighting
         self.on_iteration = on_iteration
         self.member_factors: np.ndarray | None = None
         self.item_factors: np.ndarray | None = None
+        self.attribute_factors: np.ndarray | None = None  # the pseudo-members' vectors, if any
+        self.fitted: tuple[np.ndarray, np.ndarray] | None = None  # (all user rows, items) as fitted
 
     def fit(self, ds: Dataset, matrix: sp.csr_matrix, iterations: int | None = None,
-            start: tuple[np.ndarray, np.ndarray] | None = None) -> Self:
-        """Fit ``matrix``; ``start`` = (member, item) factors to continue from (same shapes)."""
+            start: ALS | None = None) -> Self:
+        """Fit ``matrix`` (members x items); ``start`` = a fitted ALS of the same shapes to continue."""
         callback = (lambda it, _elapsed, _loss: self.on_iteration(it)) if self.on_iteration else None
         cfg = self.cfg if iterations is None else self.cfg.model_copy(update={"iterations": iterations})
+        n_members = matrix.shape[0]
+        full = matrix.tocsr().astype(np.float32)
+        if cfg.attribute_weight > 0:
+            full = sp.vstack([full, attribute_rows(ds.items, cfg.attribute_weight)], format="csr")
         with threadpool_limits(1, "blas"):
             model = make_implicit_model(cfg)
             if start is not None:  # implicit continues from factors it already has
-                expected = ((matrix.shape[0], cfg.factors), (matrix.shape[1], cfg.factors))
-                if (start[0].shape, start[1].shape) != expected:
-                    raise ValueError(f"warm start factors {start[0].shape}, {start[1].shape} "
-                                     f"do not fit a {matrix.shape} matrix with {cfg.factors} factors")
-                model.user_factors = np.array(start[0], dtype=np.float32)
-                model.item_factors = np.array(start[1], dtype=np.float32)
-            model.fit(matrix.tocsr().astype(np.float32), show_progress=False, callback=callback)
-        self.member_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+                users, items = start.fitted
+                if users.shape != (full.shape[0], cfg.factors) or items.shape != (full.shape[1], cfg.factors):
+                    raise ValueError(f"warm start factors {users.shape}, {items.shape} "
+                                     f"do not fit a {full.shape} matrix with {cfg.factors} factors")
+                model.user_factors = np.array(users, dtype=np.float32)
+                model.item_factors = np.array(items, dtype=np.float32)
+            model.fit(full, show_progress=False, callback=callback)
+            users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+            self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+            self.fitted = (users, self.item_factors)
+            self.member_factors = users[:n_members]
+            self.attribute_factors = users[n_members:] if len(users) > n_members else None
+            w = self.weighting
+            if w is not None and w.member_half_life:
+                sharp = confidence_matrix(ds, w.model_copy(update={"half_life": w.member_half_life}))
+                self.member_factors = np.ascontiguousarray(
+                    model.recalculate_user(np.arange(n_members), sharp.astype(np.float32)), dtype=np.float32)
         return self
 
     def score(self, members: np.ndarray) -> np.ndarray:
@@ -67,14 +116,15 @@ class ALS(Model):
         return nbr, sim
 
 
-def fit_final(ds: Dataset, matrix: sp.csr_matrix, cfg: AlsConfig, steps,
-              start: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[ALS, dict]:
+def fit_final(ds: Dataset, matrix: sp.csr_matrix, config: TrainConfig, steps,
+              start: ALS | None = None) -> tuple[ALS, dict]:
     """The published ALS: continued from ``start`` (the re-ranker's first stage, fitted before its
     cutoff) for ``warm_iterations`` sweeps, or fitted from scratch. Returns it and what ran."""
+    cfg = config.als
     warm = start is not None and cfg.warm_iterations > 0
     sweeps = cfg.warm_iterations if warm else cfg.iterations
     name = "ALS (continued from the re-ranker's first stage)" if warm else "ALS"
     with steps.step(name, total=sweeps) as advance:
-        als = ALS(cfg, on_iteration=lambda _it: advance(1)).fit(ds, matrix, iterations=sweeps,
-                                                                start=start if warm else None)
+        als = ALS(cfg, config.weighting, on_iteration=lambda _it: advance(1)).fit(
+            ds, matrix, iterations=sweeps, start=start if warm else None)
     return als, {"warm_start": warm, "iterations": sweeps}

@@ -80,6 +80,10 @@ class Weighting(_Strict):
     # from the newest event in the data.
     half_life: Duration = 30 * 86400.0
     decay_from: Literal["global", "member"] = "global"
+    # Member vectors solved again, after the fit, from the same events with this (sharper) half-life
+    # on the fixed item vectors: items learn from whole histories, a member leans on their latest
+    # items. The service's fold-in uses it too. "off" = the vectors from the fit.
+    member_half_life: Duration = None
     # log1p squashes heavy repeaters so one member's 200 views do not drown their purchase.
     log_scale: bool = True
 
@@ -89,6 +93,9 @@ class AlsConfig(_Strict):
     regularization: float = Field(0.05, ge=0)
     alpha: float = Field(2.0, gt=0)
     iterations: int = Field(15, ge=1, le=200)
+    # Catalogue attributes (category, brand, each tag) join the fit as pseudo-members holding their
+    # items with this confidence: items that share attributes get close vectors (helps sparse items).
+    attribute_weight: float = Field(0.0, ge=0)
     # With the re-ranker on, its first stage is ALS on the events before its cutoff. The final model
     # starts from those factors: `iterations - warm_iterations` sweeps before the cutoff, then
     # `warm_iterations` on all events, so training runs one fit's worth of sweeps, not two

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from service.errors import MallrecError
-from training.als import fit_final
+from training.als import ALS, fit_final
 from training.config import TrainConfig
 from training.dataset import Split, confidence_matrix, seen_matrix
 from training.metrics import ranking_metrics
@@ -19,8 +19,7 @@ ALL_MODELS = ("als", "popularity", "popularity_category", "trending", "als+popul
 
 
 def fit_models(split: Split, config: TrainConfig, names: tuple[str, ...] = ALL_MODELS,
-               steps: Steps | None = None, start: tuple[np.ndarray, np.ndarray] | None = None
-               ) -> dict[str, Model]:
+               steps: Steps | None = None, start: ALS | None = None) -> dict[str, Model]:
     """Fit the named models on the split's training part (blends reuse their fitted parts).
 
     ``start``: the re-ranker's first-stage factors, which ALS continues from as `train` does.
@@ -34,7 +33,7 @@ def fit_models(split: Split, config: TrainConfig, names: tuple[str, ...] = ALL_M
         wanted |= {"als", "popularity"}
     models: dict[str, Model] = {}
     if "als" in wanted:
-        models["als"], _ = fit_final(ds, matrix, config.als, steps, start=start)
+        models["als"], _ = fit_final(ds, matrix, config, steps, start=start)
     with steps.step("popularity models"):
         for cls in (GlobalPopularity, CategoryPopularity, TrendingPopularity):
             if cls.name in wanted:

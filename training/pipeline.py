@@ -37,7 +37,7 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     reranker = train_reranker(ds, config, steps)
     if reranker.meta.get("skipped"):
         steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
-    als, als_fit = fit_final(ds, matrix, config.als, steps, start=reranker.warm_start)
+    als, als_fit = fit_final(ds, matrix, config, steps, start=reranker.warm_start)
     reranker.warm_start = None  # the first stage's factors are not needed any more
     with steps.step("popularity (global, trending)"):
         pop_global = global_popularity(ds, config.weighting, config.popularity.half_life)

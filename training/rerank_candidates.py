@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +36,7 @@ class FirstStage:
     seen: sp.csr_matrix  # members x items the member touched in that period (all of them)
     ctx: FeatureContext
     now: int  # the period's clock: its newest event
+    als: Any = None  # the fitted training.als.ALS behind the factors (None when built from a bundle)
 
     @property
     def member_factors(self) -> np.ndarray:

@@ -43,8 +43,7 @@ def score_rerank(split: Split, config: TrainConfig, model: RerankerResult, als: 
         info["reranker"] = model.meta
     scorer = Reranker(model.onnx, FEATURE_NAMES, FEATURE_VERSION)
     members = np.unique(split.test_members)
-    fs = fit_first_stage(split.train, config, factors=(als.member_factors, als.item_factors),
-                         steps=steps, members=members)
+    fs = fit_first_stage(split.train, config, als=als, steps=steps, members=members)
     depth = max(ks)
     first = np.full((len(members), depth), -1, dtype=np.int64)
     reranked = np.full((len(members), depth), -1, dtype=np.int64)

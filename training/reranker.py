@@ -93,33 +93,33 @@ def label_split(ds: Dataset, cfg: RerankerConfig) -> Labels:
     return Labels(features, m[pick], i[pick], lvl[pick].astype(np.int64), cutoff)
 
 
-def fit_first_stage(ds: Dataset, config: TrainConfig, factors: tuple[np.ndarray, np.ndarray] | None = None,
+def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
                     iterations: int | None = None, steps: Steps | None = None,
                     members: np.ndarray | None = None) -> FirstStage:
     """ALS, popularity, trending, neighbours and history on ``ds``, as a bundle would hold them.
 
-    ``factors``: (member, item) ALS factors already fitted on ``ds``; otherwise ALS is fitted here
+    ``als``: an ALS already fitted on ``ds``; otherwise ALS is fitted here
     with ``iterations`` sweeps (default: the config's). ``members``: the only members whose pools
     will be made (history and seen items are kept for them alone, which saves time at scale).
     """
     steps = steps or Steps(quiet=True)
-    if factors is None:
+    if als is None:
         matrix = confidence_matrix(ds, config.weighting)
         total = iterations or config.als.iterations
         with steps.step("re-ranker: ALS before the cutoff", total=total) as advance:
-            als = ALS(config.als, on_iteration=lambda _it: advance(1)).fit(ds, matrix, iterations=total)
-        factors = (als.member_factors, als.item_factors)
+            als = ALS(config.als, config.weighting, on_iteration=lambda _it: advance(1)).fit(
+                ds, matrix, iterations=total)
     own = ds
     if members is not None:
         wanted = np.zeros(ds.n_members, dtype=bool)
         wanted[members] = True
         own = ds.with_events(ds.events.subset(wanted[ds.events.member]))
     with steps.step("re-ranker: neighbours, popularity, history"):
-        nbr_items, nbr_scores = _neighbours(factors[1], config.neighbours.k,
+        nbr_items, nbr_scores = _neighbours(als.item_factors, config.neighbours.k,
                                             None if members is None else own.events.item)
         arrays = {
-            "item_factors": factors[1],
-            "member_factors": factors[0],
+            "item_factors": als.item_factors,
+            "member_factors": als.member_factors,
             "popularity_global": global_popularity(ds, config.weighting, config.popularity.half_life),
             "popularity_trending": trending_scores(ds, config.weighting, config.popularity),
             "neighbour_items": nbr_items,
@@ -127,7 +127,7 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, factors: tuple[np.ndarray,
             **member_history(own),
         }
         return FirstStage(ds.items, arrays, seen_matrix(own),
-                          FeatureContext(ds.items, ds.members, arrays), ds.now)
+                          FeatureContext(ds.items, ds.members, arrays), ds.now, als)
 
 
 def _neighbours(vectors: np.ndarray, k: int, touched: np.ndarray | None
@@ -254,9 +254,9 @@ class RerankerResult:
     meta: dict[str, Any]
     booster: Any = None
     rows: dict[str, Rows] = field(default_factory=dict)
-    # (member, item) ALS factors fitted before the cutoff: the final ALS starts from them
+    # the ALS fitted before the cutoff: the final ALS starts from its factors
     # (AlsConfig.warm_iterations); None when no first stage was fitted or warm starts are off.
-    warm_start: tuple[np.ndarray, np.ndarray] | None = None
+    warm_start: ALS | None = None
 
 
 def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -> RerankerResult:
@@ -281,7 +281,7 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
     valid_mask = rng.random(len(members)) < VALID_SHARE
     fs = fit_first_stage(labels.features, config, iterations=config.als.staged()[0], steps=steps,
                          members=members)
-    warm = (fs.member_factors, fs.arrays["item_factors"]) if config.als.warm_iterations else None
+    warm = fs.als if config.als.warm_iterations else None
     with steps.step("re-ranker: candidates + features"):
         train_rows = build_rows(fs, config, members[~valid_mask], labels, only_labelled=True)
         valid_rows = build_rows(fs, config, members[valid_mask], labels)

@@ -14,10 +14,13 @@ The search space is generic: it is derived from the data, never from constants t
   are drawn relative to the data's own clock: between half the median gap of a member's consecutive
   events and twice the median member history span (member decay), or a fraction of the data's span
   (global decay). The config records them in absolute seconds, as `train` reads them.
-- log_scale on or off.
+- log_scale on or off;
+- member re-solve (with decay on): off, or a half-life 0.05-1x the decay's (`member_half_life`);
+- catalogue attributes as pseudo-members (when items have categories, brands or tags): off, or a
+  confidence of 0.01-10 (`als.attribute_weight`).
 
 The starting config is scored first (it counts as one trial), so tune never returns a config that is
-worse on validation than the one it was given. Two generic priors follow (see `priors`), then optuna's
+worse on validation than the one it was given. Three generic priors follow (see `priors`), then optuna's
 TPE sampler, bounded by ``trials`` and ``minutes`` (no trial starts after the time is up). The best of
 many trials on a small validation set is partly luck, so the winner replaces the starting config only
 when its paired per-member gain is more than ``min_gain_se`` standard errors (2 by default).
@@ -171,6 +174,9 @@ class SearchSpace:
     member_half_life: tuple[float, float] = (1.0, 2.0)
     global_half_life: tuple[float, float] = (1.0, 2.0)
     weight_ratio: tuple[float, float] = (0.01, 2.0)  # other types' weight / the reference type's
+    member_ratio: tuple[float, float] = (0.05, 1.0)  # member re-solve half-life / the decay half-life
+    attribute_weight: tuple[float, float] = (0.01, 10.0)  # attribute pseudo-members' confidence
+    has_attributes: bool = False  # the catalogue has categories, brands or tags
     log_weight: tuple[float, float] = (1.0, 100.0)  # reference weight when log_scale is on
 
     @property
@@ -187,8 +193,11 @@ def search_space(ds: Dataset, scale: TimeScale) -> SearchSpace:
     member_hi = max(2.0 * scale.member_span, 8.0 * member_lo)
     global_lo = scale.data_span / 100
     global_hi = 2.0 * scale.data_span
+    it = ds.items
+    has_attributes = bool(np.any(it.category != "") or np.any(it.brand != "") or np.any(it.tags != ""))
     return SearchSpace(factors=(lo, hi), event_types=types or ("purchase",),
-                       member_half_life=(member_lo, member_hi), global_half_life=(global_lo, global_hi))
+                       member_half_life=(member_lo, member_hi), global_half_life=(global_lo, global_hi),
+                       has_attributes=has_attributes)
 
 
 def suggest(trial, space: SearchSpace) -> dict[str, Any]:
@@ -206,6 +215,13 @@ def suggest(trial, space: SearchSpace) -> dict[str, Any]:
         p["half_life"] = trial.suggest_float("global_half_life", *space.global_half_life, log=True)
     else:
         p["half_life"] = None
+    p["member_half_life"] = None
+    if p["half_life"] is not None and trial.suggest_categorical("member_resolve", [False, True]):
+        p["member_half_life"] = p["half_life"] * trial.suggest_float("member_ratio", *space.member_ratio,
+                                                                      log=True)
+    p["attribute_weight"] = 0.0
+    if space.has_attributes and trial.suggest_categorical("attributes", [False, True]):
+        p["attribute_weight"] = trial.suggest_float("attribute_weight", *space.attribute_weight, log=True)
     p["log_scale"] = trial.suggest_categorical("log_scale", [False, True])
     ref = space.reference
     p[f"weight_{ref}"] = (trial.suggest_float("log_weight", *space.log_weight, log=True)
@@ -218,9 +234,10 @@ def suggest(trial, space: SearchSpace) -> dict[str, Any]:
 
 def priors(base: TrainConfig, space: SearchSpace, scale: TimeScale) -> list[dict[str, Any]]:
     """Generic first points for the search (relative to the data, fitted to no data set): a
-    mid-sized ALS with a common confidence scale, once without decay and once with a member-relative
-    half-life of two typical gaps ("the next item is most like the latest ones"). Event-type ratios
-    start from the starting config's."""
+    mid-sized ALS with a common confidence scale, once without decay, once with a member-relative
+    half-life of two typical gaps ("the next item is most like the latest ones"), and once more with
+    member vectors re-solved at a quarter of that half-life and catalogue attributes weighted like one
+    event. Event-type ratios start from the starting config's."""
     ref = getattr(base.weighting.events, space.reference) or 1.0
     common: dict[str, Any] = {
         "factors": int(np.clip(128, *space.factors)), "regularization": 1.0, "alpha": 10.0,
@@ -228,7 +245,14 @@ def priors(base: TrainConfig, space: SearchSpace, scale: TimeScale) -> list[dict
     for e in space.event_types[:-1]:
         common[f"ratio_{e}"] = float(np.clip(getattr(base.weighting.events, e) / ref, *space.weight_ratio))
     half_life = float(np.clip(2 * scale.member_gap, *space.member_half_life))
-    return [{**common, "decay": "member", "member_half_life": half_life}, {**common, "decay": "off"}]
+    plain: dict[str, Any] = {"member_resolve": False}
+    if space.has_attributes:
+        plain["attributes"] = False
+    member = {**common, "decay": "member", "member_half_life": half_life}
+    sharper = {**member, "member_resolve": True, "member_ratio": 0.25}
+    if space.has_attributes:
+        sharper.update(attributes=True, attribute_weight=1.0)
+    return [{**member, **plain}, {**common, "decay": "off", **plain}, sharper]
 
 
 def apply_params(base: TrainConfig, params: dict[str, Any], space: SearchSpace) -> TrainConfig:
@@ -238,9 +262,11 @@ def apply_params(base: TrainConfig, params: dict[str, Any], space: SearchSpace) 
     als = raw["als"]
     for k in ("factors", "regularization", "alpha", "iterations"):
         als[k] = params[k]
+    als["attribute_weight"] = float(f"{params.get('attribute_weight', 0.0):.4g}")
     w = raw["weighting"]
-    hl = params["half_life"]
+    hl, mhl = params["half_life"], params.get("member_half_life")
     w["half_life"] = None if hl is None else float(f"{hl:.4g}")  # seconds, 4 digits read better
+    w["member_half_life"] = None if mhl is None else float(f"{mhl:.4g}")
     if params["decay_from"] in ("member", "global"):
         w["decay_from"] = params["decay_from"]
     w["log_scale"] = params["log_scale"]
@@ -260,7 +286,8 @@ def base_params(base: TrainConfig) -> dict[str, Any]:
     p: dict[str, Any] = {"factors": base.als.factors, "regularization": base.als.regularization,
                          "alpha": base.als.alpha, "iterations": base.als.iterations,
                          "decay_from": w.decay_from if w.half_life else "off", "half_life": w.half_life,
-                         "log_scale": w.log_scale}
+                         "log_scale": w.log_scale, "member_half_life": w.member_half_life,
+                         "attribute_weight": base.als.attribute_weight}
     for e in EVENT_TYPES:
         p[f"weight_{e}"] = getattr(w.events, e)
     return p
@@ -293,7 +320,7 @@ class Validation:
 
         train = self.split.train
         matrix = confidence_matrix(train, config.weighting)
-        model = ALS(config.als, on_iteration=on_iteration).fit(train, matrix)
+        model = ALS(config.als, config.weighting, on_iteration=on_iteration).fit(train, matrix)
         if not (np.isfinite(model.member_factors).all() and np.isfinite(model.item_factors).all()):
             raise FloatingPointError("ALS diverged (non-finite factors)")
         recs, _ = model.recommend(self.members, 10, exclude=self.exclude)
@@ -437,9 +464,12 @@ def _say(steps: Steps, line: str) -> None:
 def _trial_line(rec: TrialRecord, metric: str, best: float, is_best: bool) -> str:
     p = rec.params
     decay = "off" if p.get("half_life") is None else f"{p['decay_from']} {human_duration(p['half_life'])}"
+    if p.get("member_half_life"):
+        decay += f" member={human_duration(p['member_half_life'])}"
+    attrs = f" attr={p['attribute_weight']:.3g}" if p.get("attribute_weight") else ""
     weights = " ".join(f"{k[7:]}={v:.3g}" for k, v in p.items() if k.startswith("weight_"))
     mark = " *" if is_best else ""
     return (f"trial {rec.number:>3}  {metric} {rec.score:.4f}  hr@10 {rec.metrics.get('hr@10', 0):.4f}  "
             f"f={p['factors']} reg={p['regularization']:.3g} alpha={p['alpha']:.3g} it={p['iterations']} "
-            f"decay={decay} log={'on' if p['log_scale'] else 'off'} {weights}  "
+            f"decay={decay}{attrs} log={'on' if p['log_scale'] else 'off'} {weights}  "
             f"({rec.seconds:.1f}s, best {best:.4f}){mark}")

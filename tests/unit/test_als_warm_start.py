@@ -30,8 +30,7 @@ def test_staged_sweeps_add_up_to_one_fit():
 def test_a_warm_start_continues_from_the_given_factors(ds):
     matrix = confidence_matrix(ds, CFG.weighting)
     converged = ALS(CFG.als).fit(ds, matrix, iterations=30)
-    start = (converged.member_factors, converged.item_factors)
-    warm = ALS(CFG.als).fit(ds, matrix, iterations=1, start=start)
+    warm = ALS(CFG.als).fit(ds, matrix, iterations=1, start=converged)
     cold = ALS(CFG.als).fit(ds, matrix, iterations=1)
 
     def gap(m: ALS) -> float:
@@ -43,8 +42,9 @@ def test_a_warm_start_continues_from_the_given_factors(ds):
 
 def test_a_warm_start_of_the_wrong_shape_is_refused(ds):
     matrix = confidence_matrix(ds, CFG.weighting)
+    other = ALS(CFG.als.model_copy(update={"factors": 4})).fit(ds, matrix, iterations=1)
     with pytest.raises(ValueError, match="warm start"):
-        ALS(CFG.als).fit(ds, matrix, start=(np.zeros((3, 8), np.float32), np.zeros((80, 8), np.float32)))
+        ALS(CFG.als).fit(ds, matrix, start=other)
 
 
 def test_train_continues_from_the_rerankers_first_stage(ds, tmp_path):
