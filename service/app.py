@@ -156,6 +156,7 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
                                 events_ttl=int(settings.events_ttl_days * 86400),
                                 impressions_ttl=int(settings.impressions_ttl_days * 86400),
                                 timeout=settings.redis_timeout, retry_after=settings.redis_retry_after,
+                                open_after=settings.redis_open_after,
                                 on_error=lambda op: metrics.state_errors.labels(op).inc())
     models: Holder[ServingModel] = Holder()
     slots = Holder(registry or default_registry())

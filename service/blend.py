@@ -7,7 +7,6 @@ recipe's weights. An item brought by two sources keeps its first place and gains
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 from service.domain import Candidate
@@ -24,25 +23,34 @@ class Interleave:
         return " · ".join(f"{n} {w / total:.0%}" for n, w in self.weights.items())
 
     def blend(self, q: SlotQuery, pools: dict[str, list[Candidate]]) -> list[Candidate]:
-        queues = {n: deque(p) for n, p in pools.items() if p and self.weights.get(n, 0) > 0}
-        credit = dict.fromkeys(queues, 0.0)
+        names = [n for n, p in pools.items() if p and self.weights.get(n, 0) > 0]
+        weight = [self.weights[n] for n in names]
+        pending = [pools[n] for n in names]
+        at = [0] * len(names)  # next unread candidate of each pool
+        credit = [0.0] * len(names)
         placed: dict[int, Candidate] = {}
         out: list[Candidate] = []
-        while queues:
-            total = sum(self.weights[n] for n in queues)
-            for n in queues:
-                credit[n] += self.weights[n]
-            pick = max(queues, key=credit.__getitem__)  # ties go to the recipe's first source
+        while names:
+            total = sum(weight)
+            pick = 0
+            for k in range(len(names)):  # ties go to the recipe's first source
+                credit[k] += weight[k]
+                if credit[k] > credit[pick]:
+                    pick = k
             credit[pick] -= total
-            queue = queues[pick]
-            while queue and queue[0].item in placed:
-                placed[queue.popleft().item].because(self.name, "blend", f"also from {pick}")
-            if queue:
-                c = queue.popleft()
-                placed[c.item] = c
-                out.append(c)
-            if not queue:
-                del queues[pick], credit[pick]
+            pool, i = pending[pick], at[pick]
+            while i < len(pool) and pool[i].item in placed:
+                placed[pool[i].item].because(self.name, "blend", f"also from {names[pick]}")
+                i += 1
+            if i < len(pool):
+                placed[pool[i].item] = pool[i]
+                out.append(pool[i])
+                i += 1
+            at[pick] = i
+            if i == len(pool):
+                for column in (names, weight, pending, at, credit):
+                    del column[pick]
+        n = len(out)
         for pos, c in enumerate(out):
-            c.score = 1.0 - pos / len(out)
+            c.score = 1.0 - pos / n
         return out

@@ -7,6 +7,7 @@ objects, and the servicer only translates them to and from protobuf.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 #: Event types the frontend may send; behaviour types first (EVENT_TYPES order), then impressions.
 BEHAVIOUR_EVENTS: tuple[str, ...] = ("view", "click", "fav", "cart", "purchase")
@@ -102,16 +103,17 @@ class OnlineState:
         return cls(degraded=True)
 
 
-@dataclass(frozen=True)
-class Reason:
-    """One line of "why this item": the component's name, its kind and what it did."""
+class Reason(NamedTuple):
+    """One line of "why this item": the component's name, its kind and what it did.
+
+    A named tuple, not a frozen dataclass: every candidate gets one, and a tuple is built 4x faster."""
 
     step: str
     kind: str  # source | blend | boost | rule | rerank | backfill
     detail: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """An item on its way through a slot recipe. ``item`` is the bundle's internal item index.
 

@@ -9,13 +9,15 @@ holder swaps whole models, and a request keeps the one it started with.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from service.ids import IdIndex, text_array
 from service.model_bundle import EVENT_TYPES, Bundle, load
 
 #: Used only when a bundle's manifest does not record its weighting (the trainer's defaults).
@@ -23,6 +25,7 @@ FALLBACK_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "fav": 4.0, "cart": 6.0, "p
 FALLBACK_HALF_LIFE = 30 * 86400.0
 CATEGORY_LIST_SIZE = 500  # items kept per category list (most popular first)
 _TOKEN = re.compile(r"[\w\-]+", re.UNICODE)
+T = TypeVar("T")
 #: How strongly a query word matching each item field says "this is what they look for".
 QUERY_FIELD_WEIGHTS = {"brand": 3.0, "category": 2.0, "tags": 1.0}
 
@@ -74,13 +77,54 @@ class NormPrunedSearch:
         return self.order[top], scores[top], read
 
 
+FIELD_NAMES = tuple(QUERY_FIELD_WEIGHTS)
+
+
 @dataclass(frozen=True)
 class QueryHits:
     """Items matching a query and how well (sum of field weights over matched words)."""
 
-    items: np.ndarray  # int item indices
+    items: np.ndarray  # int item indices, ascending
     strength: np.ndarray  # float
-    fields: dict[int, str]  # item -> the best field it matched on (for reasons)
+    field: np.ndarray  # index into FIELD_NAMES of the best field each item matched on (for reasons)
+
+    @property
+    def fields(self) -> _FieldOf:
+        """item -> the name of the best field it matched on."""
+        return _FieldOf(self)
+
+    def strength_for(self, items: np.ndarray) -> np.ndarray:
+        """The strength of each of ``items`` (0 for an item that does not match)."""
+        if len(self.items) == 0:
+            return np.zeros(len(items))
+        at = np.minimum(np.searchsorted(self.items, items), len(self.items) - 1)
+        return np.where(self.items[at] == items, self.strength[at], 0.0)
+
+    @cached_property
+    def _by_strength(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(-self.strength, kind="stable")
+        return order, -self.strength[order]
+
+    def strongest(self, n: int, reach: float) -> np.ndarray:
+        """Positions (into ``items``) of the matches that can make the top ``n`` when a score adds at
+        most ``reach`` to the strength: those stronger than the n-th strongest minus ``reach``."""
+        order, negated = self._by_strength
+        if n >= len(order):
+            return order
+        if n <= 0:
+            return order[:0]
+        return order[:int(np.searchsorted(negated, negated[n - 1] + reach, side="left"))]
+
+
+@dataclass(frozen=True)
+class _FieldOf:
+    hits: QueryHits
+
+    def __getitem__(self, item: int) -> str:
+        at = int(np.searchsorted(self.hits.items, item))
+        if at == len(self.hits.items) or self.hits.items[at] != item:
+            raise KeyError(item)
+        return FIELD_NAMES[int(self.hits.field[at])]
 
 
 class ServingModel:
@@ -91,9 +135,10 @@ class ServingModel:
         self.version = bundle.version
         items = bundle.items
         self.n_items = len(items)
-        self.item_ids = items.item_id.astype(str)
+        self.item_ids = text_array(items.item_id)
         self.item_index = bundle.item_index
-        self.member_index = bundle.member_index
+        # sorted ids, not a dict: a million-entry dict holds the GIL long enough to stall serving
+        self.member_index = IdIndex(bundle.members.member_id)
         self.popular_order = np.argsort(-bundle.popularity_global, kind="stable").astype(np.int32)
         self.trending_order = np.argsort(-bundle.popularity_trending, kind="stable").astype(np.int32)
         self.categories, self.category_of = np.unique(items.category.astype(str), return_inverse=True)
@@ -122,6 +167,16 @@ class ServingModel:
         half_life = weighting.get("half_life", FALLBACK_HALF_LIFE)
         self.half_life = float(half_life) if half_life else None
         self.log_scale = bool(weighting.get("log_scale", True))
+        self._memo: dict[Hashable, Any] = {}
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """What a component derives from this model alone (a window's factors, a list), built on
+        first use and kept with the model, so requests slice it instead of recomputing it. ``key``
+        names the component and everything else the value depends on (its parameters)."""
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            return self._memo.setdefault(key, build())  # type: ignore[no-any-return]
 
     @classmethod
     def load(cls, models_dir: str | Path) -> ServingModel:
@@ -178,18 +233,24 @@ class ServingModel:
         return np.log1p(weight) if self.log_scale else np.asarray(weight, dtype=np.float64)
 
     def _match_query(self, query: str) -> QueryHits:
-        """Items whose brand, category or tags contain a word of ``query``."""
-        strength: dict[int, float] = {}
-        best: dict[int, tuple[float, str]] = {}
+        """Items whose brand, category or tags contain a word of ``query`` (vectorised per word)."""
+        hits, weights, fields = [], [], []
         for word in dict.fromkeys(tokens(query)):
-            for field_name, weight in QUERY_FIELD_WEIGHTS.items():
-                for item in self._query_index[field_name].get(word, ()):
-                    strength[item] = strength.get(item, 0.0) + weight
-                    if weight > best.get(item, (0.0, ""))[0]:
-                        best[item] = (weight, field_name)
-        items = np.fromiter(strength, dtype=np.int64, count=len(strength))
-        values = np.fromiter(strength.values(), dtype=np.float64, count=len(strength))
-        return QueryHits(items, values, {i: f for i, (_, f) in best.items()})
+            for f, (field_name, weight) in enumerate(QUERY_FIELD_WEIGHTS.items()):
+                found = self._query_index[field_name].get(word)
+                if found is not None:
+                    hits.append(found)
+                    weights.append(np.full(len(found), weight))
+                    fields.append(np.full(len(found), f))
+        if not hits:
+            return QueryHits(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+        every, weight, field = np.concatenate(hits), np.concatenate(weights), np.concatenate(fields)
+        items, inverse = np.unique(every, return_inverse=True)
+        strength = np.bincount(inverse, weights=weight, minlength=len(items))
+        heaviest = np.lexsort((field, -weight, inverse))  # per item: heaviest field first (first on ties)
+        first = np.ones(len(heaviest), dtype=bool)
+        first[1:] = inverse[heaviest][1:] != inverse[heaviest][:-1]
+        return QueryHits(items, strength, field[heaviest][first])
 
     # ------------------------------------------------------------------ built at load
 
@@ -200,7 +261,7 @@ class ServingModel:
         return [ordered[bounds[c]:min(bounds[c + 1], bounds[c] + CATEGORY_LIST_SIZE)]
                 for c in range(len(self.categories))]
 
-    def _build_query_index(self) -> dict[str, dict[str, list[int]]]:
+    def _build_query_index(self) -> dict[str, dict[str, np.ndarray]]:
         items = self.bundle.items
         index: dict[str, dict[str, list[int]]] = {f: {} for f in QUERY_FIELD_WEIGHTS}
         for field_name in QUERY_FIELD_WEIGHTS:
@@ -208,4 +269,5 @@ class ServingModel:
             for i, text in enumerate(values.tolist()):
                 for word in set(tokens(text)):
                     index[field_name].setdefault(word, []).append(i)
-        return index
+        return {f: {word: np.array(found, dtype=np.int64) for word, found in words.items()}
+                for f, words in index.items()}

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.errors import MallrecError
+from service.ids import column_to_numpy
 
 SCHEMA_VERSION = 1
 CURRENT_FILE = "CURRENT"
@@ -344,7 +345,7 @@ def load(models_dir_or_bundle: str | Path, verify: bool = True, with_index: bool
                 raise BundleError(f"{path}: array {name} is missing")
         items = ItemTable.from_arrow(pq.read_table(path / ITEMS_TABLE))
         mt = pq.read_table(path / MEMBERS_TABLE)
-        members = MemberTable(*(mt.column(c).to_numpy(zero_copy_only=False)
+        members = MemberTable(*(column_to_numpy(mt.column(c))  # chunked: a swap must not stall the loop
                                 for c in ("member_id", "tier", "points")))
         index = None
         if with_index and (path / FAISS_INDEX).exists():

@@ -8,20 +8,22 @@ reasons, so what a merchandiser reads is what the code calls it. A component may
 trace: ``describe()`` (what it is set to do) becomes the step's note, and while it runs it may call
 ``q.note(...)``, ``q.give_way(...)`` (a rule that could not hold, and why) and ``q.degrade(...)``
 (a part it had to skip, such as the re-ranker: the response is marked degraded).
+The trace is written only when the query asks for it (``SlotQuery.trace``; see ``service.tracing``):
+previews and checks do, served requests do not.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
-from service.domain import Candidate, Context, OnlineState, ServedItem, SlotResult, Trace, TraceStep
+from service.domain import Candidate, Context, OnlineState, ServedItem, SlotResult
 from service.model import ServingModel
 from service.profile import MemberProfile
+from service.tracing import NoTracer, Tracer
 
 if TYPE_CHECKING:
     from service.slots import SlotRecipe
@@ -43,6 +45,7 @@ class SlotQuery:
     yielded: list[str] = field(default_factory=list)  # rules that gave way while it ran
     degraded: list[str] = field(default_factory=list)  # parts the slot skipped ("rerank"): the answer says so
     served_hooks: list[Callable[[list[Candidate]], None]] = field(default_factory=list)  # see when_served
+    trace: bool = True  # write the trace (preview, checks, tests); the served path turns it off
 
     @property
     def now(self) -> float:
@@ -113,108 +116,69 @@ class Step(Protocol):
 
 
 def run(recipe: SlotRecipe, q: SlotQuery) -> SlotResult:
-    """Run ``recipe`` for one slot; the trace records every step, with its time in ms."""
-    trace = Trace(recipe.name)
-    ids = q.model.item_ids
+    """Run ``recipe`` for one slot; with ``q.trace`` the trace records every step, with its time in ms."""
+    tracer = Tracer(recipe.name, q.model.item_ids) if q.trace else NoTracer(recipe.name, q.model.item_ids)
     q.filters = recipe.filters
     want = recipe.pool * q.count + len(q.exclude)
 
     pools: dict[str, list[Candidate]] = {}
     for use in recipe.sources:
-        with _timed(trace, use.source.name, "source") as step:
+        with tracer.step(use.source.name, "source") as step:
             found = use.source.fetch(q, want)
             pools[use.source.name] = found
-            step.added = ids[[c.item for c in found]].tolist()
-    flat = apply_filters(recipe.filters, q, [c for pool in pools.values() for c in pool], trace)
+            step.brought(found)
+    flat = apply_filters(recipe.filters, q, [c for pool in pools.values() for c in pool], tracer)
     pools = {name: [c for c in flat if c.source == name] for name in pools}
 
-    with _timed(trace, recipe.blend.name, "blend") as step:
+    with tracer.step(recipe.blend.name, "blend", component=recipe.blend):
         ranked = recipe.blend.blend(q, pools)
-        step.note = recipe.blend.describe()
 
     if len(ranked) < q.count and recipe.backfill is not None:
-        ranked = _backfill(recipe, q, ranked, trace)
+        ranked = _backfill(recipe, q, ranked, tracer)
 
     for s in recipe.steps:
-        with _timed(trace, s.name, s.kind, q, s) as step:
-            before = [c.item for c in ranked]
+        with tracer.step(s.name, s.kind, q, s) as step:
+            before = list(ranked)  # a step may reorder the list in place
             ranked = s.apply(q, ranked)
-            after = {c.item for c in ranked}
-            step.removed = ids[[i for i in before if i not in after]].tolist()
-            step.added = ids[sorted(after - set(before))].tolist()
-            step.moved = _moves(ids, before, [c.item for c in ranked], q.count)
+            step.reordered(before, ranked, q.count)
 
     served = ranked[: q.count]
     for hook in q.served_hooks:
         hook(served)
-    trace.record(TraceStep("cut", "cut", removed=ids[[c.item for c in ranked[q.count:]]].tolist(),
-                           note=f"served {len(served)} of {len(ranked)}"))
+    tracer.cut(len(served), ranked)
+    ids = q.model.item_ids
     items = [ServedItem(str(ids[c.item]), round(float(c.score), 6), c.source, tuple(c.reasons))
              for c in served]
-    return SlotResult(recipe.name, items, trace, tuple(q.degraded))
+    return SlotResult(recipe.name, items, tracer.trace, tuple(q.degraded))
 
 
 def apply_filters(filters: Sequence[Filter], q: SlotQuery, candidates: list[Candidate],
-                  trace: Trace) -> list[Candidate]:
-    """Each filter sees all candidates at once (one vectorised call), removals go to the trace."""
+                  tracer: Tracer | None = None) -> list[Candidate]:
+    """Each filter sees all candidates at once (one vectorised call); removals go to the trace."""
+    tracer = tracer or NoTracer("", q.model.item_ids)
     items = np.fromiter((c.item for c in candidates), dtype=np.int64, count=len(candidates))
     for f in filters:
-        with _timed(trace, f.name, "filter", q, f) as step:
+        with tracer.step(f.name, "filter", q, f) as step:
             keep = np.asarray(f.keep(q, items), dtype=bool) if len(items) else np.zeros(0, bool)
-            step.removed = q.model.item_ids[np.unique(items[~keep])].tolist()
+            if keep.all():
+                continue
+            step.removed(items[~keep])
             candidates = [c for c, k in zip(candidates, keep.tolist(), strict=True) if k]
             items = items[keep]
     return candidates
 
 
-def _backfill(recipe: SlotRecipe, q: SlotQuery, ranked: list[Candidate], trace: Trace) -> list[Candidate]:
+def _backfill(recipe: SlotRecipe, q: SlotQuery, ranked: list[Candidate], tracer: Tracer) -> list[Candidate]:
     """Too few survived: top up from the recipe's backfill source, filtered like the rest."""
     assert recipe.backfill is not None
     have = {c.item for c in ranked}
     n = recipe.pool * q.count + len(q.exclude) + len(have)
-    with _timed(trace, recipe.backfill.name, "backfill") as step:
+    with tracer.step(recipe.backfill.name, "backfill") as step:
         extra = [c for c in recipe.backfill.fetch(q, n) if c.item not in have]
-        step.added = q.model.item_ids[[c.item for c in extra]].tolist()
-    extra = apply_filters(recipe.filters, q, extra, trace)
+        step.brought(extra)
+    extra = apply_filters(recipe.filters, q, extra, tracer)
     floor = min((c.score for c in ranked), default=1.0)
     for i, c in enumerate(extra):  # below everything blended, still in order
         c.score = floor * (1 - (i + 1) / (len(extra) + 1))
         c.because(recipe.backfill.name, "backfill", "filled a slot the recipe's sources left empty")
     return ranked + extra
-
-
-def _moves(ids: np.ndarray, before: list[int], after: list[int], count: int) -> list[str]:
-    """"item old->new" (1-based) for items that moved into, within or out of the served top."""
-    was = {item: pos for pos, item in enumerate(before)}
-    out = []
-    for pos, item in enumerate(after):
-        old = was.get(item)
-        if old is not None and old != pos and (pos < count or old < count):
-            out.append(f"{ids[item]} {old + 1}->{pos + 1}")
-    return out
-
-
-class _timed:
-    """Context manager: a TraceStep recorded with its duration, the component's description and
-    whatever it noted on the query while it ran."""
-
-    def __init__(self, trace: Trace, name: str, kind: str, q: SlotQuery | None = None,
-                 component: object = None) -> None:
-        self.trace, self.step, self.q = trace, TraceStep(name, kind), q
-        describe = getattr(component, "describe", None)
-        if describe is not None:
-            self.step.note = describe()
-
-    def __enter__(self) -> TraceStep:
-        self.t0 = time.perf_counter()
-        if self.q is not None:
-            self.q.notes.clear()
-            self.q.yielded.clear()
-        return self.step
-
-    def __exit__(self, *exc: object) -> None:
-        self.step.ms = round((time.perf_counter() - self.t0) * 1000, 3)
-        if self.q is not None:
-            self.step.note = "; ".join(n for n in (self.step.note, *self.q.notes) if n)
-            self.step.gave_way = list(self.q.yielded)
-        self.trace.record(self.step)

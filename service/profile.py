@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 _BITS = np.array([EVENT_BIT[e] for e in EVENT_TYPES], dtype=np.uint8)
 _PURCHASE = EVENT_TYPES.index("purchase")
 SEEDS = 10  # recent items that seed "similar to what you looked at"
+_SEARCH_STEP = 64  # taste searches ask for a multiple of this many items (a page's slots share one)
 
 
 class MemberProfile:
@@ -71,6 +72,18 @@ class MemberProfile:
         if self.member is None:
             return None
         return self.model.bundle.member_factors[self.member]
+
+    def nearest(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items nearest the taste vector, best first (empty without a vector). Searched once
+        per request for the largest ``k`` asked so far (rounded up), so a page's slots share one search."""
+        found = self.__dict__.get("_nearest")
+        if found is None or (len(found[0]) < k and found[2] < k):
+            vector = self.vector
+            want = -(-k // _SEARCH_STEP) * _SEARCH_STEP
+            items, scores = (np.zeros(0, np.int64), np.zeros(0, np.float32)) if vector is None else \
+                self.model.search(vector, want)
+            found = self.__dict__["_nearest"] = (items, scores, want)
+        return found[0][:k], found[1][:k]
 
     @property
     def folded_in(self) -> bool:

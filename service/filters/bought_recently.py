@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.filters import not_in
 from service.pipeline import SlotQuery
 
 
@@ -18,4 +19,4 @@ class NotBoughtRecently:
     def keep(self, q: SlotQuery, items: np.ndarray) -> np.ndarray:
         since = q.now - self.days * 86400
         recent = [i for i, ts in q.profile.purchased_at.items() if ts >= since]
-        return ~np.isin(items, recent)
+        return not_in(items, recent)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.filters import not_in
 from service.pipeline import SlotQuery
 
 
@@ -14,4 +15,4 @@ class NotJustOrdered:
     name: str = "just_ordered"
 
     def keep(self, q: SlotQuery, items: np.ndarray) -> np.ndarray:
-        return ~np.isin(items, q.model.known_items(q.context.order_item_ids))
+        return not_in(items, q.model.known_items(q.context.order_item_ids))

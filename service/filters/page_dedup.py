@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.filters import not_in
 from service.pipeline import SlotQuery
 
 
@@ -14,6 +15,4 @@ class NotOnPage:
     name: str = "page_dedup"
 
     def keep(self, q: SlotQuery, items: np.ndarray) -> np.ndarray:
-        if not q.exclude:
-            return np.ones(len(items), dtype=bool)
-        return ~np.isin(items, list(q.exclude))
+        return not_in(items, q.exclude)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from service.ids import text_array
 from service.model_bundle import EVENT_BIT, EVENT_TYPES, ItemTable, MemberTable
 from service.rerank.arrays import (
     NEVER,
@@ -158,7 +159,7 @@ class FeatureContext:
         self.price = np.asarray(items.price, dtype=np.float64)
         self.item_static = self._item_static(items, arrays)
         self._tiers = _tier_ranks(members)
-        self._member_tier = members.tier.astype(str)
+        self._member_tier = text_array(members.tier)
         self._member_points = np.asarray(members.points, dtype=np.float64)
 
     @classmethod
@@ -248,7 +249,7 @@ class FeatureContext:
 
 def _tier_ranks(members: MemberTable) -> dict[str, float]:
     """Tier name -> rank by its members' median points (names carry no order we could trust)."""
-    tiers = members.tier.astype(str)
+    tiers = text_array(members.tier)
     points = np.asarray(members.points, dtype=np.float64)
     names = [t for t in np.unique(tiers).tolist() if t]
     med = {}

@@ -1,8 +1,13 @@
 """The state store on Redis (redis-py asyncio): one pipelined round trip per request.
 
 A dead Redis must not eat the request's deadline: timeouts are short, redis-py's own retries are
-off, and after a failure the store answers "unavailable" at once for ``retry_after`` seconds
-before it tries again (a small circuit breaker). The connection pool reconnects by itself.
+off, and once calls have failed ``open_after`` times in a row over at least one ``timeout`` the store
+answers "unavailable" at once for ``retry_after`` seconds before it tries again (a small circuit
+breaker). A burst of late replies does not open it: a process that stalls its own event loop (a
+model loading beside the requests, or more requests in flight than one core serves in a timeout)
+makes every reply it was waiting for look late at once while Redis is fine, and refusing every call
+for a second would turn that moment into hundreds of failed writes. The connection pool reconnects
+by itself.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ return #ARGV - 2
 class RedisStateStore:
     def __init__(self, url: str, *, prefix: str = "mallrec:", max_events: int = 100,
                  events_ttl: int = 30 * 86400, impressions_ttl: int = 2 * 86400,
-                 timeout: float = 0.1, retry_after: float = 1.0,
+                 timeout: float = 0.1, retry_after: float = 1.0, open_after: int = 3,
                  on_error: Callable[[str], None] = lambda op: None) -> None:
         self.url = url
         self.prefix = prefix
@@ -54,6 +59,7 @@ class RedisStateStore:
         self.impressions_ttl = impressions_ttl
         self.timeout = timeout
         self.retry_after = retry_after
+        self.open_after = max(1, open_after)
         self.on_error = on_error
         self.client = redis.from_url(url, decode_responses=True, socket_timeout=timeout,
                                      socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
@@ -61,6 +67,8 @@ class RedisStateStore:
         self._count_served = self.client.register_script(_COUNT_SERVED)
         self._down_until = 0.0
         self._down = False
+        self._failures = 0  # in a row
+        self._failing_since = 0.0  # when the first of them started
 
     # ------------------------------------------------------------------ port
 
@@ -147,6 +155,13 @@ class RedisStateStore:
 
     def _failed(self, op: str, error: BaseException) -> None:
         self.on_error(op)
+        now = time.monotonic()
+        if self._failures == 0:
+            self._failing_since = now
+        self._failures += 1
+        lasting = now - self._failing_since >= self.timeout
+        if not self._down and (self._failures < self.open_after or not lasting):
+            return  # late replies of one moment (maybe our own loop's delay): the next call tries again
         self._down_until = time.monotonic() + self.retry_after
         if not self._down:
             self._down = True
@@ -154,6 +169,7 @@ class RedisStateStore:
                         extra={"op": op, "error": f"{type(error).__name__}: {error}", "url": self.safe_url})
 
     def _ok(self) -> None:
+        self._failures = 0
         if self._down:
             self._down = False
             log.info("online state store reachable again", extra={"url": self.safe_url})

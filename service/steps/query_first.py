@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from service.domain import Candidate
 from service.pipeline import SlotQuery
 
@@ -21,9 +23,8 @@ class QueryFirst:
         if not query or not candidates:
             return candidates
         match = q.model.match_query(query)
-        strength = dict(zip(match.items.tolist(), match.strength.tolist(), strict=True))
-        for c in candidates:
-            s = strength.get(c.item, 0.0)
+        strength = match.strength_for(np.fromiter((c.item for c in candidates), np.int64, len(candidates)))
+        for c, s in zip(candidates, strength.tolist(), strict=True):
             if s > 0:
                 c.lift(s)
                 if c.source != "query_match":  # that source's own reason already says it matched

@@ -83,3 +83,13 @@ def test_steps_run_after_the_blend_and_are_traced() -> None:
 def test_served_items_carry_their_source_reason() -> None:
     result = run(recipe((7,)), slot_query("stranger", count=1))
     assert result.items[0].reasons[0].step == "fixed"
+
+
+def test_without_a_trace_the_slot_serves_the_same_items_and_reasons() -> None:
+    r = recipe((0, 1, 11, 5, 6, 7, 8, 9, 12), steps=["drop_first"])
+    traced = run(r, slot_query("m001", order=("i005",), exclude={6}, count=3))
+    q = slot_query("m001", order=("i005",), exclude={6}, count=3)
+    q.trace = False  # the served path: no ids, diffs or timings written
+    quiet = run(r, q)
+    assert quiet.items == traced.items and quiet.trace.steps == []
+    assert traced.trace.steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from service.domain import OnlineState
 from service.profile import MemberProfile
@@ -36,3 +37,18 @@ def test_purchases_come_from_history_and_fresh_events() -> None:
     p = MemberProfile(m, "m001", OnlineState([event("m001", "i030", "purchase", days_ago=1)]), NOW)
     bought = {str(m.item_ids[i]): (NOW - ts) / 86400 for i, ts in p.purchased_at.items()}
     assert bought == {"i010": 35, "i011": 2, "i030": 1}
+
+
+def test_the_slots_of_a_page_share_one_taste_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = tiny_model()
+    calls: list[int] = []
+    search = m.search
+    monkeypatch.setattr(m, "search", lambda vector, k: calls.append(k) or search(vector, k))
+    p = MemberProfile(m, "m003", OnlineState(), NOW)
+    first, _ = p.nearest(10)
+    more, scores = p.nearest(25)  # a later slot asks for more (page exclusions): still one search
+    assert len(calls) == 1
+    direct, direct_scores = search(p.vector, 25)
+    assert more.tolist() == direct.tolist() and first.tolist() == direct[:10].tolist()
+    np.testing.assert_allclose(scores, direct_scores)
+    assert MemberProfile(m, "stranger", OnlineState(), NOW).nearest(5)[0].tolist() == []

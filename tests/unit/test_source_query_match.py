@@ -23,3 +23,16 @@ def test_stronger_matches_rank_above_weaker_ones() -> None:
 def test_no_query_or_no_match_gives_nothing() -> None:
     assert QueryMatch().fetch(slot_query(query="  "), 5) == []
     assert QueryMatch().fetch(slot_query(query="zzz"), 5) == []
+
+
+def test_only_the_strengths_that_can_reach_the_top_are_scored() -> None:
+    q = slot_query("m003", query="acme vegan")
+    hits = q.model.match_query("acme vegan")
+    strong = hits.strongest(3, 0.5)
+    top3 = sorted(hits.strength, reverse=True)[2]
+    assert set(hits.strength[strong]) == {s for s in hits.strength if s > top3 - 0.5}
+    assert len(hits.strongest(len(hits.items) + 5, 0.5)) == len(hits.items)
+    # the top n is what scoring every match gives: a weaker match never passes a stronger one
+    found = QueryMatch().fetch(q, 4)
+    everything = QueryMatch().fetch(q, len(hits.items))
+    assert [c.item for c in found] == [c.item for c in everything[:4]]

@@ -1,0 +1,63 @@
+"""How long a bundle load in a thread stalls the event loop beside it (what a hot swap does).
+
+    .venv/bin/python -m load_tests.bench_swap_stall --models MODELS_DIR [--server-root CHECKOUT]
+
+Builds a ServingModel and its re-ranker in a thread, exactly as the reload thread does, while the
+main thread's event loop wakes every millisecond; prints the load time and the worst gaps between
+two wake-ups (a gap is the GIL held by the loader for that long: requests and Redis replies wait).
+``--server-root`` measures another checkout's code (before/after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", required=True, type=Path, help="models dir or a bundle folder")
+    ap.add_argument("--server-root", type=Path, help="import service/ from this checkout")
+    ap.add_argument("--verify", action="store_true", help="also check the files' checksums")
+    args = ap.parse_args(argv)
+    if args.server_root:
+        sys.path.insert(0, str(args.server_root.resolve()))
+    import onnxruntime  # noqa: F401  (imported at start-up in a server: not part of a swap)
+
+    from service.model import ServingModel
+    from service.model_bundle import load
+    from service.rerank.runtime import rerank_runtime
+
+    done = threading.Event()
+    took: list[float] = []
+
+    def build() -> None:
+        t0 = time.perf_counter()
+        model = ServingModel(load(args.models, verify=args.verify))
+        rerank_runtime(model)
+        model.member("a member id")
+        took.append(time.perf_counter() - t0)
+        done.set()
+
+    async def watch() -> list[float]:
+        gaps = []
+        threading.Thread(target=build, daemon=True).start()
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+        return gaps
+
+    gaps = sorted(asyncio.run(watch()), reverse=True)
+    print(f"load {took[0]:.2f} s; loop gaps, worst 8 (ms): {[round(1000 * g, 1) for g in gaps[:8]]}; "
+          f"> 50 ms: {sum(g > 0.05 for g in gaps)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""IdIndex and text_array: what a dict and astype(str) would say, built in chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.ids import IdIndex, text_array
+
+
+def test_id_index_answers_like_a_dict() -> None:
+    ids = np.array(["m10", "m2", "m300", "", "m2", "x"], dtype=object)
+    index = IdIndex(ids)
+    as_dict = {str(k): i for i, k in enumerate(ids.tolist())}
+    for key in [*as_dict, "m1", "m20", "m3000", "m30", "zzz", "m10 "]:
+        assert index.get(key) == as_dict.get(key), key
+        assert (key in index) == (key in as_dict)
+    assert index["m300"] == 2 and len(index) == 6
+    assert IdIndex(np.array([], dtype=object)).get("m1") is None
+
+
+def test_a_key_longer_than_every_id_is_not_cut_to_match_one() -> None:
+    assert IdIndex(np.array(["5000001"], dtype=object)).get("5000001999") is None
+
+
+def test_text_array_in_chunks_equals_astype() -> None:
+    values = np.array([f"id{i}" * (1 + i % 3) for i in range(1000)] + [None, 7], dtype=object)
+    out = text_array(values, chunk=64)
+    assert out.dtype.kind == "U" and out.tolist() == values.astype(str).tolist()
+
+
+def test_column_to_numpy_makes_strings_one_buffer_in_chunks() -> None:
+    import pyarrow as pa
+
+    from service.ids import column_to_numpy
+
+    col = pa.chunked_array([pa.array(["m1", None, "m22"] * 10), pa.array(["m333"])])
+    out = column_to_numpy(col, chunk=4)
+    assert out.dtype.kind == "U" and out.tolist() == ["m1", "None", "m22"] * 10 + ["m333"]
+    points = column_to_numpy(pa.chunked_array([pa.array([1.5, None, 3.0])]), chunk=2)
+    assert points.dtype == np.float64 and np.isnan(points[1])
+    assert column_to_numpy(pa.chunked_array([], type=pa.string())).tolist() == []
