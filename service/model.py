@@ -167,6 +167,8 @@ class ServingModel:
         half_life = weighting.get("half_life", FALLBACK_HALF_LIFE)
         self.half_life = float(half_life) if half_life else None
         self.log_scale = bool(weighting.get("log_scale", True))
+        member_half_life = weighting.get("member_half_life")  # the trainer's member re-solve
+        self.member_half_life = float(member_half_life) if member_half_life else None
         self._memo: dict[Hashable, Any] = {}
 
     def memo(self, key: Hashable, build: Callable[[], T]) -> T:
@@ -221,12 +223,14 @@ class ServingModel:
         b = y.T @ c
         return np.linalg.solve(a, b).astype(np.float32)
 
-    def decayed(self, weight: np.ndarray, age: np.ndarray) -> np.ndarray:
-        """Event weights halved every half-life of age (seconds), as the trainer decays them."""
+    def decayed(self, weight: np.ndarray, age: np.ndarray, half_life: float | None = None) -> np.ndarray:
+        """Event weights halved every half-life of age (seconds), as the trainer decays them
+        (``half_life`` None: the model's)."""
         w = np.asarray(weight, dtype=np.float64)
-        if not self.half_life:
+        half_life = half_life or self.half_life
+        if not half_life:
             return w
-        return w * np.exp2(-np.maximum(np.asarray(age, dtype=np.float64), 0) / self.half_life)
+        return w * np.exp2(-np.maximum(np.asarray(age, dtype=np.float64), 0) / half_life)
 
     def squash(self, weight: np.ndarray) -> np.ndarray:
         """Summed weights of a member-item pair -> ALS confidence (the trainer's log scaling)."""

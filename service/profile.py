@@ -49,6 +49,9 @@ class MemberProfile:
 
         Bundle history (event-type bits, purchase counts) and fresh events are weighted like the
         trainer weights events, decayed by age, summed per item, then squashed once."""
+        return self._weighted(None)
+
+    def _weighted(self, half_life: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         b, h = self.model.bundle, self.history
         weights = self.model.event_weights
         hist_weight = ((b.history_events[h][:, None] & _BITS) > 0) @ weights
@@ -57,7 +60,8 @@ class MemberProfile:
         weight = np.concatenate([hist_weight, weights[[f[1] for f in self.fresh]]])
         ts = np.concatenate([b.history_last_ts[h], [f[2] for f in self.fresh]]).astype(np.int64)
         items, inverse = np.unique(items, return_inverse=True)
-        total = np.bincount(inverse, weights=self.model.decayed(weight, self.now - ts), minlength=len(items))
+        decayed = self.model.decayed(weight, self.now - ts, half_life)
+        total = np.bincount(inverse, weights=decayed, minlength=len(items))
         last = np.full(len(items), np.iinfo(np.int64).min, dtype=np.int64)
         np.maximum.at(last, inverse, ts)
         order = np.argsort(-last, kind="stable")
@@ -65,9 +69,11 @@ class MemberProfile:
 
     @cached_property
     def vector(self) -> np.ndarray | None:
-        """Taste vector: the trained one, or folded in again when fresh events arrived since."""
+        """Taste vector: the trained one, or folded in again when fresh events arrived since (with
+        the trainer's member re-solve half-life when it used one, so both solve the same problem)."""
         if self.fresh:
-            items, conf, _ = self.interactions
+            sharp = self.model.member_half_life
+            items, conf, _ = self._weighted(sharp) if sharp else self.interactions
             return self.model.fold_in(items, conf)
         if self.member is None:
             return None
