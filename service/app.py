@@ -157,7 +157,8 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
                                 impressions_ttl=int(settings.impressions_ttl_days * 86400),
                                 timeout=settings.redis_timeout, retry_after=settings.redis_retry_after,
                                 open_after=settings.redis_open_after,
-                                on_error=lambda op: metrics.state_errors.labels(op).inc())
+                                on_error=lambda op: metrics.state_errors.labels(op).inc(),
+                                on_drop=metrics.served_dropped.inc)
     models: Holder[ServingModel] = Holder()
     slots = Holder(registry or default_registry())
     rules_watcher = _rules_watcher(settings, rules, slots, models, state, metrics) if rules else None

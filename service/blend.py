@@ -30,8 +30,8 @@ class Interleave:
         credit = [0.0] * len(names)
         placed: dict[int, Candidate] = {}
         out: list[Candidate] = []
-        while names:
-            total = sum(weight)
+        total = sum(weight)  # changes only when a pool runs out
+        while len(names) > 1:
             pick = 0
             for k in range(len(names)):  # ties go to the recipe's first source
                 credit[k] += weight[k]
@@ -50,6 +50,16 @@ class Interleave:
             if i == len(pool):
                 for column in (names, weight, pending, at, credit):
                     del column[pick]
+                total = sum(weight)
+        if names:  # one pool left: it takes every remaining position, in its order
+            also = f"also from {names[0]}"
+            for c in pending[0][at[0]:]:
+                first = placed.get(c.item)
+                if first is None:
+                    placed[c.item] = c
+                    out.append(c)
+                else:
+                    first.because(self.name, "blend", also)
         n = len(out)
         for pos, c in enumerate(out):
             c.score = 1.0 - pos / n

@@ -25,6 +25,9 @@ class Metrics:
                                 ["reason"], registry=r)
         self.state_errors = Counter("mallrec_state_store_errors", "Online state store failures",
                                     ["op"], registry=r)
+        self.served_dropped = Counter("mallrec_served_impressions_dropped",
+                                      "Served impressions never written (Redis down; write-behind "
+                                      "queue full or a flush failed)", registry=r)
         self.model = Info("mallrec_model", "The model bundle being served", registry=r)
         self.model_loaded_at = Gauge("mallrec_model_loaded_timestamp_seconds",
                                      "When the serving model went live", registry=r)

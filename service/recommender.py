@@ -78,7 +78,10 @@ class Recommender:
             results.append(result)
         served = [i.item_id for r in results for i in r.items]
         if self.record_served and served and not state.degraded:
-            self._spawn(self.state.record_served(req.member_id, served, now))
+            if getattr(self.state, "buffers_served", False):  # only queues: no task per request
+                await self.state.record_served(req.member_id, served, now)
+            else:
+                self._spawn(self.state.record_served(req.member_id, served, now))
         skipped = (("state_store",) if state.degraded else ()) + tuple(
             dict.fromkeys(part for r in results for part in r.degraded))  # e.g. "rerank"
         return PageResult(results, model.version, registry.version, bool(skipped),
@@ -124,9 +127,13 @@ class Recommender:
         return registry is not None and registry.get(slot) is not None
 
     async def drain(self) -> None:
-        """Wait for background writes (served impressions) before shutting down."""
+        """Wait for background writes (served impressions) before shutting down; a write-behind
+        store writes what it still holds."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        flush = getattr(self.state, "flush", None)
+        if flush is not None:
+            await flush()
 
     # ------------------------------------------------------------------ helpers
 

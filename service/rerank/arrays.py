@@ -32,7 +32,7 @@ def zscore(x: np.ndarray) -> np.ndarray:
     """Within-batch standard score (0 for a constant batch): scale-free first-stage signals."""
     if len(x) == 0:
         return x
-    d = x - x.mean()
+    d = x - np.add.reduce(x) / len(x)  # what x.mean() computes, without its Python-level overhead
     std = float(np.sqrt(np.dot(d, d) / len(x)))
     return d / std if std > 0 else np.zeros_like(x)
 
@@ -87,18 +87,26 @@ class Table:
     def build(cls, keys: np.ndarray, columns: Sequence[np.ndarray], miss: Sequence[float],
               head: tuple[int, Sequence[float]] | None = None) -> Table:
         """``head`` = (key, values) put first: a key below every other one (unknown = -1)."""
-        k = [np.asarray(keys, dtype=np.int64), np.array([END])]
-        v = [np.column_stack(columns).astype(np.float64) if len(keys) else np.zeros((0, len(miss))),
-             np.array([miss], dtype=np.float64)]
+        keys = np.asarray(keys, dtype=np.int64)
+        n, first = len(keys), int(head is not None)
+        k = np.empty(first + n + 1, dtype=np.int64)  # filled in place: no stacking, no concatenating
+        v = np.empty((first + n + 1, len(miss)), dtype=np.float64)
         if head is not None:
-            k.insert(0, np.array([head[0]]))
-            v.insert(0, np.array([head[1]], dtype=np.float64))
-        return cls(np.concatenate(k), np.concatenate(v))
+            k[0] = head[0]
+            v[0] = head[1]
+        k[first:first + n] = keys
+        k[-1] = END
+        if n:
+            for j, column in enumerate(columns):
+                v[first:first + n, j] = column
+        v[-1] = miss
+        return cls(k, v)
 
     def get(self, queries: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self.keys, queries)
-        pos[self.keys[pos] != queries] = len(self.keys) - 1
-        return self.values[pos]
+        keys = self.keys
+        pos = keys.searchsorted(queries)
+        np.putmask(pos, keys.take(pos) != queries, len(keys) - 1)  # take(): cheaper than [] on small arrays
+        return self.values.take(pos, axis=0)
 
 
 def group_table(codes: np.ndarray, ts: np.ndarray, strong: np.ndarray) -> Table:

@@ -262,73 +262,75 @@ def _tier_ranks(members: MemberTable) -> dict[str, float]:
 _COL = {name: j for j, name in enumerate(FEATURE_NAMES)}
 _SRC0 = _COL[f"src_{SOURCES[0]}"]
 _STATIC0 = _COL[_ITEM_STATIC[0]]
+_MEMBER0 = _COL["member_items_log"]  # the member-level columns close the list
+_NO_RECENT = [_COL[name] for name in ("sim_max", "sim_last", "sim_recent", "nbr_max", "nbr_hits")]
+assert FEATURE_NAMES[_MEMBER0:] == ("member_items_log", "member_hours", "member_buys", "tier_rank",
+                                    "points_log")
+#: sim_recent's weights for k recent items: 0.7 ** position, summing to 1 (float32)
+_RECENT_W = [np.zeros(0, np.float32)] + [
+    (w / w.sum()).astype(np.float32) for w in (_RECENT_DECAY ** np.arange(k) for k in range(1, RECENT + 1))]
 
 
 def compute(ctx: FeatureContext, member: MemberInputs, cands: Candidates) -> np.ndarray:
-    """Feature rows for one candidate batch: float32 [len(cands), N_FEATURES] in FEATURE_NAMES order."""
+    """Feature rows for one candidate batch: float32 [len(cands), N_FEATURES] in FEATURE_NAMES order.
+
+    Runs once per re-ranked slot on a ~100-candidate batch, so each line is one NumPy call on a whole
+    column (``out[_COL[name]]``, one contiguous row per feature, turned at the end).
+    """
     c = cands.items
     n = len(c)
-    out = np.empty((N_FEATURES, n), dtype=np.float32)  # one contiguous row per feature, turned at the end
-
-    def put(name: str, value: np.ndarray | float) -> None:
-        out[_COL[name]] = value
-
+    out = np.empty((N_FEATURES, n), dtype=np.float32)
+    col = _COL
     rank = cands.rank.astype(np.float64)
-    put("fs_rank", rank)
-    put("fs_rank_pct", rank / max(n - 1, 1))
-    put("fs_score_z", zscore(cands.score.astype(np.float64)))
+    out[col["fs_rank"]] = rank
+    out[col["fs_rank_pct"]] = rank / max(n - 1, 1)
+    out[col["fs_score_z"]] = zscore(cands.score.astype(np.float64))
     out[_SRC0:_SRC0 + len(SOURCES)] = 0
     out[_SRC0 + cands.source, np.arange(n)] = 1
-    vectors = ctx.factors[c]  # one gather of the candidates' rows serves both taste and similarity
     if member.vector is not None:
-        als = vectors @ member.vector
-        put("als_score", als)
-        put("als_score_z", zscore(als.astype(np.float64)))
+        als = ctx.factors[c] @ member.vector
+        out[col["als_score"]] = als
+        out[col["als_score_z"]] = zscore(als.astype(np.float64))
     else:
-        put("als_score", np.nan)
-        put("als_score_z", np.nan)
+        out[col["als_score"]] = np.nan
+        out[col["als_score_z"]] = np.nan
     out[_STATIC0:_STATIC0 + len(_ITEM_STATIC)] = ctx.item_static[c].T
     now = member.now
-    put("launch_days", (now - ctx.launched_at[c]) / 86400.0)
-    _member_item(ctx, member, c, vectors * ctx.inv_norm[c, None], put)
+    out[col["launch_days"]] = (now - ctx.launched_at[c]) / 86400.0
+    stats = _member_stats(ctx, member)
+    _member_item(ctx, member, stats, c, ctx.unit[c], out)  # unit[c] == factors[c] * inv_norm[c]
     # member-level (the same for every row; they shape how much the other features say)
-    h = len(member.items)
-    put("member_items_log", np.log1p(h))
-    put("member_hours", (now - float(member.last_ts.max())) / 3600.0 if h else np.nan)
-    put("member_buys", float(member.purchases.sum()))
-    put("tier_rank", member.tier_rank)
-    put("points_log", np.log1p(member.points) if member.points >= 0 else np.nan)
+    out[_MEMBER0:] = stats["member"][:, None]
     return quantise(np.ascontiguousarray(out.T))
 
 
-def _member_item(ctx: FeatureContext, m: MemberInputs, c: np.ndarray, unit: np.ndarray, put) -> None:
+def _member_item(ctx: FeatureContext, m: MemberInputs, stats: dict[str, Any], c: np.ndarray,
+                 unit: np.ndarray, out: np.ndarray) -> None:
     """Features that relate the candidate to what this member did."""
+    col = _COL
     now = m.now
-    stats = _member_stats(ctx, m)
-    put("price_vs_member", ctx.price[c] / stats["price"] if stats["price"] > 0 else np.nan)
+    out[col["price_vs_member"]] = ctx.price[c] / stats["price"] if stats["price"] > 0 else np.nan
     cat = stats["cat"].get(ctx.category[c])
-    put("cat_share", cat[:, 0])
-    put("cat_strong", cat[:, 1])
-    put("cat_hours", (now - cat[:, 2]) / 3600.0)
+    out[col["cat_share"]] = cat[:, 0]
+    out[col["cat_strong"]] = cat[:, 1]
+    out[col["cat_hours"]] = (now - cat[:, 2]) / 3600.0
     brand = stats["brand"].get(ctx.brand[c])
-    put("brand_share", brand[:, 0])
-    put("brand_hours", (now - brand[:, 2]) / 3600.0)
+    out[col["brand_share"]] = brand[:, 0]
+    out[col["brand_hours"]] = (now - brand[:, 2]) / 3600.0
     recent = m.recent
     if len(recent):
         sims = unit @ ctx.unit[recent].T  # [n, R] cosine
-        w = _RECENT_DECAY ** np.arange(len(recent))
-        put("sim_max", sims.max(axis=1))
-        put("sim_last", sims[:, 0])
-        put("sim_recent", sims @ (w / w.sum()).astype(np.float32))
+        out[col["sim_max"]] = sims.max(axis=1)
+        out[col["sim_last"]] = sims[:, 0]
+        out[col["sim_recent"]] = sims @ _RECENT_W[len(recent)]
         nbr = stats["nbr"].get(c)
-        put("nbr_max", nbr[:, 0])
-        put("nbr_hits", nbr[:, 1])
+        out[col["nbr_max"]] = nbr[:, 0]
+        out[col["nbr_hits"]] = nbr[:, 1]
     else:
-        for name in ("sim_max", "sim_last", "sim_recent", "nbr_max", "nbr_hits"):
-            put(name, np.nan)
+        out[_NO_RECENT] = np.nan
     own = m.by_item.get(c)
-    put("own_events", own[:, 0])
-    put("own_hours", (now - own[:, 1]) / 3600.0)
+    out[col["own_events"]] = own[:, 0]
+    out[col["own_hours"]] = (now - own[:, 1]) / 3600.0
 
 
 def _member_stats(ctx: FeatureContext, m: MemberInputs) -> dict[str, Any]:
@@ -337,6 +339,7 @@ def _member_stats(ctx: FeatureContext, m: MemberInputs) -> dict[str, Any]:
     if cached is not None and cached[0] is ctx:
         return cached[1]
     strong = (m.events & _STRONG) > 0
+    h = len(m.items)
     prices = ctx.price[m.items]
     intent = ((m.events & _INTENT) > 0) & np.isfinite(prices)
     basis = prices[intent] if intent.any() else prices[np.isfinite(prices)]
@@ -353,6 +356,10 @@ def _member_stats(ctx: FeatureContext, m: MemberInputs) -> dict[str, Any]:
         "brand": group_table(ctx.brand[m.items], m.last_ts, strong),
         "price": median(basis),
         "nbr": Table.build(nb[starts], (ns[starts], np.diff(np.append(starts, len(nb)))), (0.0, 0.0)),
+        "member": np.array([  # the member-level columns, float64 as before the float32 cast
+            np.log1p(h), (m.now - float(m.last_ts.max())) / 3600.0 if h else np.nan,
+            float(m.purchases.sum()), m.tier_rank, np.log1p(m.points) if m.points >= 0 else np.nan],
+            dtype=np.float64),
     }
     m.__dict__["_stats"] = (ctx, stats)
     return stats

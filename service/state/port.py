@@ -20,7 +20,10 @@ class StateStore(Protocol):
         ...
 
     async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
-        """Count served items as impressions (best effort: never raises)."""
+        """Count served items as impressions (best effort: never raises). A store that only queues
+        them here (write-behind, returning without I/O) sets ``buffers_served = True`` so the request
+        awaits it inline instead of spawning a task; it must then merge what it has not written yet
+        into ``read`` and write it in ``close`` (and ``flush``, when it has one)."""
         ...
 
     async def close(self) -> None: ...

@@ -1,4 +1,15 @@
-"""The state store on Redis (redis-py asyncio): one pipelined round trip per request.
+"""The state store on Redis (redis-py asyncio): one round trip per request, on the read.
+
+Served impressions are written behind the answer (``record_served`` only queues them in a bounded
+``ServedBuffer``): a flush writes every queued page in one EVALSHA, ``flush_interval`` (5 ms) after
+the first page queued, or at once when ``flush_at`` pages are waiting; ``flush()`` / ``close()``
+write the rest (the server's drain path). Until a flush is answered its pages are merged into
+reads of the same member, so a frequency cap sees the previous request's items even inside the
+interval. The merge is conservative: a read whose reply is handled between Redis applying a flush
+and this process handling that flush's reply counts that page twice (an item may be held back one
+request early, never shown past its cap). While Redis is down the queue keeps at most
+``max_pending`` pages, dropping the oldest (``on_drop`` counts the items); a flush that fails is
+dropped too (it may have been applied: retrying could count it twice).
 
 A dead Redis must not eat the request's deadline: timeouts are short, redis-py's own retries are
 off, and once calls have failed ``open_after`` times in a row over at least one ``timeout`` the store
@@ -35,23 +46,33 @@ from service.state.keys import (
     impressions_key,
     past_days,
 )
+from service.state.served_buffer import ServedBuffer, grouped
 
 log = logging.getLogger(__name__)
 _ERRORS = (redis.RedisError, OSError, TimeoutError)
-#: HINCRBY {kind}{item} 1 for each item, then EXPIRE: record_served's whole page in one EVALSHA.
-#: ARGV = ttl, field prefix, item ids...; returns the number of items counted.
+#: A flush's pages in one EVALSHA: per key, HINCRBY {kind}{item} by its count, then EXPIRE.
+#: ARGV = ttl, field prefix, then per key: n, item_1, count_1, ..., item_n, count_n.
+#: (A pipeline of HINCRBYs costs the event loop ~20 us of packing and parsing per item.)
 _COUNT_SERVED = """
-for i = 3, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[2] .. ARGV[i], 1) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 2
+local a = 3
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  for i = 1, n do redis.call('HINCRBY', KEYS[k], ARGV[2] .. ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
+  redis.call('EXPIRE', KEYS[k], ARGV[1])
+  a = a + 1 + 2 * n
+end
+return #KEYS
 """
 
 
 class RedisStateStore:
+    buffers_served = True  # record_served only queues: callers may await it inline
     def __init__(self, url: str, *, prefix: str = "mallrec:", max_events: int = 100,
                  events_ttl: int = 30 * 86400, impressions_ttl: int = 2 * 86400,
                  timeout: float = 0.1, retry_after: float = 1.0, open_after: int = 3,
-                 on_error: Callable[[str], None] = lambda op: None) -> None:
+                 on_error: Callable[[str], None] = lambda op: None, flush_interval: float = 0.005,
+                 flush_at: int = 64, max_pending: int = 10_000,
+                 on_drop: Callable[[int], None] = lambda n: None) -> None:
         self.url = url
         self.prefix = prefix
         self.max_events = max_events
@@ -61,6 +82,13 @@ class RedisStateStore:
         self.retry_after = retry_after
         self.open_after = max(1, open_after)
         self.on_error = on_error
+        self.flush_interval = flush_interval
+        self.flush_at = max(1, flush_at)
+        self.on_drop = on_drop
+        self._served = ServedBuffer(max_pending)
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.client = redis.from_url(url, decode_responses=True, socket_timeout=timeout,
                                      socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
         self.safe_url = re.sub(r"//[^@/]*@", "//***@", url)  # never log a password
@@ -87,6 +115,10 @@ class RedisStateStore:
             return OnlineState.unavailable()
         self._ok()
         events = [ev for ev in (decode_event(member_id, r) for r in raw_events) if ev is not None]
+        if self._served.pending:  # pages not yet written: merged into what Redis answered
+            imp = self._with_pending(imp, member_id, day_of(now))
+            past = [self._with_pending(h, member_id, d)
+                    for h, d in zip(past, past_days(now, days), strict=True)]
         return OnlineState(events, impressions_from_hash(imp),
                            past_impressions=[impressions_from_hash(h) for h in past])
 
@@ -119,20 +151,30 @@ class RedisStateStore:
         self._ok()
 
     async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
-        if not item_ids or not self._may_try():
+        """Queue the page's items; the next flush writes them (see the module docstring)."""
+        if not item_ids:
             return
-        key = impressions_key(self.prefix, member_id, day_of(now))
-        try:
-            async with asyncio.timeout(self.timeout * 2):
-                # one command for the whole page (a pipeline of HINCRBYs costs the event loop ~20 us
-                # of packing and parsing per item; the script runs them inside Redis)
-                await self._count_served(keys=[key], args=[self.impressions_ttl, SERVED, *item_ids])
-        except _ERRORS as e:
-            self._failed("served", e)
-        else:
-            self._ok()
+        dropped = self._served.add(member_id, day_of(now), tuple(item_ids))
+        if dropped:
+            self.on_drop(dropped)
+        self._schedule()
+
+    async def flush(self) -> None:
+        """Write every queued page now (shutdown); gives up on what Redis does not take."""
+        self._bind_loop()
+        while True:
+            if self._flushing is not None:
+                await asyncio.gather(self._flushing, return_exceptions=True)
+            elif self._served.queue and self._may_try():
+                self._start_flush()
+            else:
+                break
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def close(self) -> None:
+        await self.flush()
         await self.client.aclose()
 
     async def ping(self) -> bool:
@@ -141,6 +183,74 @@ class RedisStateStore:
                 return bool(await self.client.ping())
         except _ERRORS:
             return False
+
+    # ------------------------------------------------------------------ write-behind
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tools, tests): the old one's timer is gone
+            self._loop, self._timer, self._flushing = loop, None, None
+        return loop
+
+    def _schedule(self) -> None:
+        loop = self._bind_loop()
+        if self._flushing is not None:
+            return  # the running flush schedules the next one when it ends
+        if len(self._served) >= self.flush_at:
+            self._start_flush()
+        elif self._timer is None and self._served.queue:
+            self._timer = loop.call_later(self.flush_interval, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._flushing is None and self._served.queue:
+            if self._may_try():
+                self._start_flush()
+            else:  # the breaker is open: keep the pages (bounded) and look again later
+                self._timer = asyncio.get_running_loop().call_later(
+                    max(self.flush_interval, self._down_until - time.monotonic()), self._on_timer)
+
+    def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._flushing = asyncio.get_running_loop().create_task(self._flush_batch())
+
+    async def _flush_batch(self) -> None:
+        batch = self._served.take(self.flush_at * 8)  # bounds one script's time inside Redis
+        try:
+            keys, args = [], [self.impressions_ttl, SERVED]
+            for key, counts in grouped(batch, self._key).items():
+                keys.append(key)
+                args.append(len(counts))
+                for item, n in counts.items():
+                    args += (item, n)
+            try:
+                async with asyncio.timeout(self.timeout * 2):
+                    await self._count_served(keys=keys, args=args)
+            except _ERRORS as e:
+                self._failed("served", e)
+                self.on_drop(sum(len(entry[2]) for entry in batch))
+            else:
+                self._ok()
+        finally:
+            self._served.done(batch)
+            self._flushing = None
+            if self._served.queue:
+                self._schedule()
+
+    def _key(self, member_id: str, day: str) -> str:
+        return impressions_key(self.prefix, member_id, day)
+
+    def _with_pending(self, fields: dict[str, str], member_id: str, day: str) -> dict[str, str]:
+        counts = self._served.counts(member_id, day)
+        if not counts:
+            return fields
+        fields = dict(fields)
+        for item, n in counts.items():
+            name = SERVED + item
+            fields[name] = str(int(fields.get(name, 0)) + n)
+        return fields
 
     # ------------------------------------------------------------------ helpers
 
