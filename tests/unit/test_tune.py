@@ -13,7 +13,8 @@ from tests.factories import items_table
 from training import tune as tune_module
 from training.config import TrainConfig, load_config
 from training.dataset import Dataset, Interactions
-from training.tune import TuneResult, search_space, time_scale, tune
+from training.tune import TuneResult, tune
+from training.tune_space import search_space, time_scale
 
 HOUR = 3600
 BAD = TrainConfig.model_validate({"als": {"factors": 2, "regularization": 50.0, "alpha": 0.3,
