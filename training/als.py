@@ -33,21 +33,16 @@ def make_implicit_model(cfg: AlsConfig, threads: int = 0):
 def attribute_rows(items: ItemTable, weight: float) -> sp.csr_matrix:
     """Pseudo-members, one per catalogue attribute value (category, brand, each tag), whose row holds
     the items that have it with confidence ``weight``: items sharing attributes get close vectors."""
-    keys: list[str] = []
     rows: list[int] = []
     cols: list[int] = []
-    index: dict[str, int] = {}
+    index: dict[str, int] = {}  # "field:value" -> its row
     for field, values in (("c", items.category), ("b", items.brand), ("t", items.tags)):
         for i, value in enumerate(values.tolist()):
             for word in (str(value).split() if field == "t" else [str(value)] if value else []):
-                key = f"{field}:{word}"
-                r = index.setdefault(key, len(index))
-                if r == len(keys):
-                    keys.append(key)
-                rows.append(r)
+                rows.append(index.setdefault(f"{field}:{word}", len(index)))
                 cols.append(i)
     m = sp.csr_matrix((np.full(len(rows), weight, dtype=np.float32), (rows, cols)),
-                      shape=(len(keys), len(items.item_id)))
+                      shape=(len(index), len(items.item_id)))
     m.sum_duplicates()
     m.data[:] = weight  # an item listing the same tag twice still has it once
     return m

@@ -22,7 +22,7 @@ def fit_models(split: Split, config: TrainConfig, names: tuple[str, ...] = ALL_M
                steps: Steps | None = None, start: ALS | None = None) -> dict[str, Model]:
     """Fit the named models on the split's training part (blends reuse their fitted parts).
 
-    ``start``: the re-ranker's first-stage factors, which ALS continues from as `train` does.
+    ``start``: the re-ranker's first-stage ALS, which ALS continues from as `train` does.
     """
     steps = steps or Steps(quiet=True)
     ds = split.train

@@ -1,4 +1,5 @@
-"""`mallrec train`: dataset -> weighted matrix -> ALS, popularity, neighbours -> FAISS -> bundle.
+"""`mallrec train`: dataset -> weighted matrix -> re-ranker (with its first stage before a cutoff)
+-> ALS continued from that first stage, popularity, neighbours -> FAISS -> bundle.
 
 Reads like the table of contents of training; each step is one call into its own module and one
 line of progress. The bundle is written through `service.model_bundle`, the format's only home.

@@ -79,3 +79,21 @@ def test_the_poll_loop_picks_up_a_publish(tmp_path: Path) -> None:
         assert holder.current is not None and holder.current.version == published.name
 
     asyncio.run(go())
+
+
+def test_a_load_runs_with_a_short_gil_switch_interval_and_restores_it(tmp_path: Path) -> None:
+    import sys
+
+    from service.reload import LOAD_SWITCH_INTERVAL
+
+    publish_tiny(tmp_path, NOW, seed=1)
+    seen: list[float] = []
+
+    def loader(path: Path) -> ServingModel:
+        seen.append(sys.getswitchinterval())
+        return ServingModel.load(path)
+
+    before = sys.getswitchinterval()
+    watcher = BundleWatcher(tmp_path, Holder(), loader=loader)
+    assert asyncio.run(watcher.check())
+    assert seen == [LOAD_SWITCH_INTERVAL] and sys.getswitchinterval() == before
