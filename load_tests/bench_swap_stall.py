@@ -2,9 +2,9 @@
 
     .venv/bin/python -m load_tests.bench_swap_stall --models MODELS_DIR [--server-root CHECKOUT]
 
-Builds a ServingModel and its re-ranker in a thread, exactly as the reload thread does, while the
-main thread's event loop wakes every millisecond; prints the load time and the worst gaps between
-two wake-ups (a gap is the GIL held by the loader for that long: requests and Redis replies wait).
+Builds a ServingModel and its re-ranker in a thread, as the reload thread does (with its GIL switch
+interval unless --switch-interval), while the main thread's event loop wakes every millisecond;
+prints the load time and the worst gaps between two wake-ups (a gap is the GIL held by the loader for that long: requests and Redis replies wait).
 ``--server-root`` measures another checkout's code (before/after).
 """
 
@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", required=True, type=Path, help="models dir or a bundle folder")
     ap.add_argument("--server-root", type=Path, help="import service/ from this checkout")
     ap.add_argument("--verify", action="store_true", help="also check the files' checksums")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="GIL switch interval during the load (default: what the reload path uses, "
+                         "service.reload.LOAD_SWITCH_INTERVAL; Python's own default is 0.005)")
     args = ap.parse_args(argv)
     if args.server_root:
         sys.path.insert(0, str(args.server_root.resolve()))
@@ -54,7 +57,18 @@ def main(argv: list[str] | None = None) -> None:
             last = now
         return gaps
 
-    gaps = sorted(asyncio.run(watch()), reverse=True)
+    try:
+        from service.reload import LOAD_SWITCH_INTERVAL
+    except ImportError:  # an older checkout (--server-root) without it
+        LOAD_SWITCH_INTERVAL = sys.getswitchinterval()  # noqa: N806
+    interval = args.switch_interval or LOAD_SWITCH_INTERVAL
+    default = sys.getswitchinterval()
+    sys.setswitchinterval(interval)
+    try:
+        gaps = sorted(asyncio.run(watch()), reverse=True)
+    finally:
+        sys.setswitchinterval(default)
+    print(f"GIL switch interval during the load: {interval * 1000:g} ms")
     print(f"load {took[0]:.2f} s; loop gaps, worst 8 (ms): {[round(1000 * g, 1) for g in gaps[:8]]}; "
           f"> 50 ms: {sum(g > 0.05 for g in gaps)}")
 
