@@ -4,8 +4,9 @@
 
 Builds a ServingModel and its re-ranker in a thread, as the reload thread does (with its GIL switch
 interval unless --switch-interval), while the main thread's event loop wakes every millisecond;
-prints the load time and the worst gaps between two wake-ups (a gap is the GIL held by the loader for that long: requests and Redis replies wait).
-``--server-root`` measures another checkout's code (before/after).
+prints the load time and the worst gaps between two wake-ups (a gap is the GIL held by the loader
+for that long: requests and Redis replies wait). ``--server-root`` measures another checkout's code
+(before/after).
 """
 
 from __future__ import annotations
