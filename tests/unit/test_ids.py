@@ -39,3 +39,20 @@ def test_column_to_numpy_makes_strings_one_buffer_in_chunks() -> None:
     points = column_to_numpy(pa.chunked_array([pa.array([1.5, None, 3.0])]), chunk=2)
     assert points.dtype == np.float64 and np.isnan(points[1])
     assert column_to_numpy(pa.chunked_array([], type=pa.string())).tolist() == []
+
+
+def test_ascii_text_reads_arrow_buffers_like_to_numpy() -> None:
+    import pyarrow as pa
+
+    from service.ids import ascii_text, column_to_numpy
+
+    values = [f"m{i:07d}"[: 1 + i % 9] for i in range(5000)] + ["", "a b", "x" * 40]
+    arr = pa.array(values)
+    assert ascii_text(arr).tolist() == values == ascii_text(arr, chunk=7).tolist()
+    assert ascii_text(arr.slice(7, 100)).tolist() == values[7:107]  # an offset into the buffers
+    assert ascii_text(pa.array(values, type=pa.large_string())).tolist() == values
+    assert ascii_text(pa.array(["m1", None])) is None  # nulls: the chunked path says 'None'
+    assert ascii_text(pa.array(["café"])) is None  # not ASCII: the chunked path decodes it
+    col = pa.chunked_array([pa.array(["m1", "m22"]), pa.array(["é", "m333"])])
+    assert column_to_numpy(col).tolist() == ["m1", "m22", "é", "m333"]
+    assert column_to_numpy(pa.chunked_array([arr])).dtype == np.dtype("<U40")
