@@ -146,8 +146,9 @@ class RerankerConfig(_Strict):
     candidates: int = Field(200, ge=10, le=2000)  # per member, as a slot's blended list
     negatives: int = Field(50, ge=0)  # unlabelled candidates kept per training member (0 = all)
     # Where the labels come from: "time" = events after a global cutoff (real clocks); "last" = each
-    # member's last event (order-only clocks such as amazon-beauty's positions).
-    label_split: Literal["time", "last"] = "time"
+    # member's last event (order-only clocks such as amazon-beauty's positions); "auto" = "time"
+    # unless it leaves fewer than min_groups labelled members, then "last" (the manifest says which).
+    label_split: Literal["auto", "time", "last"] = "time"
     label_share: float = Field(0.2, gt=0, lt=1)  # share of the time span after the cutoff ("time")
     label_window: Duration = None  # an explicit window instead of label_share, e.g. "7d"
     min_groups: int = Field(50, ge=1)  # fewer labelled members than this: no re-ranker (noted)

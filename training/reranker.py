@@ -2,7 +2,8 @@
 
 How the training data is made, so nothing from the future leaks into a row:
 
-1. A cutoff T splits the events (``reranker.label_split``): "time" puts T before the last
+1. A cutoff T splits the events (``reranker.label_split``; "auto" picks "time" unless it leaves
+   too few labelled members, then "last"): "time" puts T before the last
    ``label_share`` of the time span (or ``label_window``); "last" holds out each member's last event
    (order-only clocks). Features and the first stage see only events at or before T; labels come
    only from events after T.
@@ -55,6 +56,7 @@ class Labels:
     item: np.ndarray  # int64
     level: np.ndarray  # int: 1 + EVENT_TYPES index of the strongest event after the cutoff
     cutoff: float | None  # "time": feature events have ts <= cutoff < label events' ts
+    split: str = "time"  # the split that made them ("auto" resolves to "time" or "last")
 
     def of(self, members: np.ndarray) -> np.ndarray:
         """Members (sorted unique) that have at least one label."""
@@ -62,9 +64,22 @@ class Labels:
 
 
 def label_split(ds: Dataset, cfg: RerankerConfig) -> Labels:
-    """Cut the events into a feature period and graded labels (see the module docstring)."""
+    """Cut the events into a feature period and graded labels (see the module docstring).
+
+    "auto": the time cutoff, unless it leaves fewer than ``min_groups`` labelled members (an
+    order-only clock, or too short a label period), then each member's last event.
+    """
+    if cfg.label_split == "auto":
+        by_time = _split(ds, cfg, "time")
+        if len(np.unique(by_time.member)) >= cfg.min_groups:
+            return by_time
+        return _split(ds, cfg, "last")
+    return _split(ds, cfg, cfg.label_split)
+
+
+def _split(ds: Dataset, cfg: RerankerConfig, split: str) -> Labels:
     ev = ds.events
-    if cfg.label_split == "time":
+    if split == "time":
         lo, hi = int(ev.ts.min()), int(ev.ts.max())
         window = cfg.label_window or cfg.label_share * (hi - lo)
         cutoff = float(np.floor(hi - window))
@@ -90,7 +105,7 @@ def label_split(ds: Dataset, cfg: RerankerConfig) -> Labels:
     order = np.lexsort((-lvl, key))
     first = np.r_[True, key[order][1:] != key[order][:-1]]
     pick = order[first]
-    return Labels(features, m[pick], i[pick], lvl[pick].astype(np.int64), cutoff)
+    return Labels(features, m[pick], i[pick], lvl[pick].astype(np.int64), cutoff, split)
 
 
 def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
@@ -268,7 +283,7 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
     started = time.perf_counter()
     labels = label_split(ds, cfg)
     meta: dict[str, Any] = {"enabled": True, "feature_names": list(FEATURE_NAMES),
-                            "feature_version": FEATURE_VERSION, "label_split": cfg.label_split,
+                            "feature_version": FEATURE_VERSION, "label_split": labels.split,
                             "cutoff": labels.cutoff, "label_gain": list(LABEL_GAIN)}
     members = labels.of(np.arange(ds.n_members))
     if len(members) < cfg.min_groups:

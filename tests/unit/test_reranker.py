@@ -77,6 +77,16 @@ def test_last_split_holds_out_each_members_last_event(ds):
         assert labels.features.events.ts[labels.features.events.member == m].max() <= ev.ts[last]
 
 
+def test_auto_split_uses_time_unless_too_few_members_have_labels_after_it(ds):
+    auto = CFG.reranker.model_copy(update={"label_split": "auto"})  # the default is "time"
+    assert label_split(ds, auto).split == "time"  # 160 members, most act in the last 20% of time
+    few = auto.model_copy(update={"min_groups": 10_000})
+    picked = label_split(ds, few)
+    assert picked.split == "last" and picked.cutoff is None
+    last = label_split(ds, few.model_copy(update={"label_split": "last"}))
+    assert np.array_equal(picked.member, last.member)
+
+
 def test_features_do_not_change_when_the_future_does(ds):
     """Rewrite every event after the cutoff: labels move, feature rows must not."""
     labels = label_split(ds, CFG.reranker)
