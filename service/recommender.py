@@ -54,7 +54,6 @@ class Recommender:
         self.max_count = max_count
         self.record_served = record_served
         self.clock = clock
-        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ use cases
 
@@ -78,10 +77,7 @@ class Recommender:
             results.append(result)
         served = [i.item_id for r in results for i in r.items]
         if self.record_served and served and not state.degraded:
-            if getattr(self.state, "buffers_served", False):  # only queues: no task per request
-                await self.state.record_served(req.member_id, served, now)
-            else:
-                self._spawn(self.state.record_served(req.member_id, served, now))
+            await self.state.record_served(req.member_id, served, now)  # queues: no I/O awaited
         skipped = (("state_store",) if state.degraded else ()) + tuple(
             dict.fromkeys(part for r in results for part in r.degraded))  # e.g. "rerank"
         return PageResult(results, model.version, registry.version, bool(skipped),
@@ -127,13 +123,8 @@ class Recommender:
         return registry is not None and registry.get(slot) is not None
 
     async def drain(self) -> None:
-        """Wait for background writes (served impressions) before shutting down; a write-behind
-        store writes what it still holds."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
-        flush = getattr(self.state, "flush", None)
-        if flush is not None:
-            await flush()
+        """Write the served impressions the state store still holds before shutting down."""
+        await self.state.flush()
 
     # ------------------------------------------------------------------ helpers
 
@@ -177,8 +168,3 @@ class Recommender:
             log.warning("state read skipped: the request's deadline is too close",
                         extra={"member_id": member_id, "time_left": time_left})
             return OnlineState.unavailable()
-
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)

@@ -47,5 +47,8 @@ class InMemoryStateStore:
         day = self.impressions[(member_id, day_of(ts))]
         day[field_name] = str(int(day.get(field_name, 0)) + 1)
 
+    async def flush(self) -> None:
+        return None  # record_served wrote already
+
     async def close(self) -> None:
         return None

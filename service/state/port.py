@@ -20,10 +20,13 @@ class StateStore(Protocol):
         ...
 
     async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
-        """Count served items as impressions (best effort: never raises). A store that only queues
-        them here (write-behind, returning without I/O) sets ``buffers_served = True`` so the request
-        awaits it inline instead of spawning a task; it must then merge what it has not written yet
-        into ``read`` and write it in ``close`` (and ``flush``, when it has one)."""
+        """Count served items as impressions (best effort: never raises). Awaited inside the request,
+        so it must not wait on I/O: a store with a round trip queues the items here (write-behind),
+        merges what it has not written yet into ``read`` and writes it in ``flush``."""
+        ...
+
+    async def flush(self) -> None:
+        """Write whatever ``record_served`` still holds (shutdown drain)."""
         ...
 
     async def close(self) -> None: ...

@@ -66,7 +66,6 @@ return #KEYS
 
 
 class RedisStateStore:
-    buffers_served = True  # record_served only queues: callers may await it inline
     def __init__(self, url: str, *, prefix: str = "mallrec:", max_events: int = 100,
                  events_ttl: int = 30 * 86400, impressions_ttl: int = 2 * 86400,
                  timeout: float = 0.1, retry_after: float = 1.0, open_after: int = 3,
