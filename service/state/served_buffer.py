@@ -9,7 +9,7 @@ Redis cannot take them, the oldest are dropped (and counted), memory never grows
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 
 Entry = tuple[str, str, tuple[str, ...]]  # (member id, day, served item ids)
 
@@ -19,7 +19,7 @@ class ServedBuffer:
         self.max_pages = max(1, max_pages)
         self.queue: deque[Entry] = deque()  # not written yet, oldest first
         #: (member, day) -> item -> times served, for everything queued or being written
-        self.pending: dict[tuple[str, str], dict[str, int]] = {}
+        self.pending: dict[tuple[str, str], Counter[str]] = {}
 
     def __len__(self) -> int:
         return len(self.queue)
@@ -32,11 +32,7 @@ class ServedBuffer:
             self._forget(old)
             dropped += len(old[2])
         self.queue.append((member_id, day, items))
-        counts = self.pending.get((member_id, day))
-        if counts is None:
-            counts = self.pending[(member_id, day)] = {}
-        for item in items:
-            counts[item] = counts.get(item, 0) + 1
+        self.pending.setdefault((member_id, day), Counter()).update(items)
         return dropped
 
     def take(self, max_pages: int) -> list[Entry]:
@@ -49,7 +45,7 @@ class ServedBuffer:
         for entry in batch:
             self._forget(entry)
 
-    def counts(self, member_id: str, day: str) -> dict[str, int] | None:
+    def counts(self, member_id: str, day: str) -> Counter[str] | None:
         """Served counts of one member's day not yet known to be in Redis (None: nothing)."""
         return self.pending.get((member_id, day))
 
@@ -58,24 +54,16 @@ class ServedBuffer:
         counts = self.pending.get(key)
         if counts is None:
             return
-        for item in entry[2]:
-            left = counts.get(item, 0) - 1
-            if left > 0:
-                counts[item] = left
-            else:
-                counts.pop(item, None)
+        counts.subtract(entry[2])
+        for item in [i for i, n in counts.items() if n <= 0]:
+            del counts[item]
         if not counts:
             del self.pending[key]
 
 
-def grouped(batch: list[Entry], key_of) -> dict[str, dict[str, int]]:  # type: ignore[no-untyped-def]
+def grouped(batch: list[Entry], key_of) -> dict[str, Counter[str]]:  # type: ignore[no-untyped-def]
     """Redis key -> item -> count: one batch's pages merged (a member served twice is one key)."""
-    out: dict[str, dict[str, int]] = {}
+    out: dict[str, Counter[str]] = {}
     for member_id, day, items in batch:
-        key = key_of(member_id, day)
-        counts = out.get(key)
-        if counts is None:
-            counts = out[key] = {}
-        for item in items:
-            counts[item] = counts.get(item, 0) + 1
+        out.setdefault(key_of(member_id, day), Counter()).update(items)
     return out
