@@ -79,8 +79,8 @@ def evaluate(split: Split, config: TrainConfig, ks: tuple[int, ...] = (10, 20),
     results = score_models(models, split, ks, steps)
     if reranker is not None:
         if reranker.onnx is None:
-            (notes if notes is not None else []).append(
-                f"re-ranker not evaluated: {reranker.meta.get('skipped')}")
+            if notes is not None:
+                notes.append(f"re-ranker not evaluated: {reranker.meta.get('skipped')}")
         else:
             from training.rerank_eval import score_rerank
 
