@@ -18,6 +18,7 @@ import gzip
 import io
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -281,9 +282,10 @@ def _lookup(ids: pa.Array | np.ndarray, known: np.ndarray) -> np.ndarray:
     return col.to_numpy(pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(known, pa.string())), -1)
 
 
-def _id_column(src: _Source, checks: _Checks, column: str, unique: bool = False
-               ) -> tuple[np.ndarray, pa.Array]:
-    codes, dictionary = col.encode_ids(src.table.column(column))
+def _id_column(src: _Source, checks: _Checks, column: str, unique: bool = False,
+               encoded: tuple[np.ndarray, pa.Array] | None = None) -> tuple[np.ndarray, pa.Array]:
+    """``encoded``: the column's `col.encode_ids`, when the caller already ran it (on a thread)."""
+    codes, dictionary = encoded or col.encode_ids(src.table.column(column))
     if unique:  # a duplicated catalogue id is structural (which row is right?): fail naming both
         valid = np.flatnonzero(codes >= 0)
         order = valid[np.argsort(codes[valid], kind="stable")]
@@ -304,8 +306,11 @@ def _events(path: str | Path, max_bad_share: float) -> tuple[Interactions, np.nd
     """read_events, plus each kept event's 0-based row in the file and the source (for messages)."""
     src = _Source(path, "events")
     checks = _Checks(src)
-    member, member_dict = _id_column(src, checks, "member_id")
-    item, item_dict = _id_column(src, checks, "item_id")
+    # Arrow hashes the two id columns without the GIL: side by side they take the time of one
+    with ThreadPoolExecutor(1) as pool:
+        items_encoded = pool.submit(col.encode_ids, src.table.column("item_id"))
+        member, member_dict = _id_column(src, checks, "member_id")
+        item, item_dict = _id_column(src, checks, "item_id", encoded=items_encoded.result())
     ev = pc.dictionary_encode(col.as_text(src.table.column("event"))).combine_chunks()
     words = [str(w).strip().lower() for w in ev.dictionary.to_pylist()]
     lut = np.array([EVENT_TYPES.index(w) if w in EVENT_TYPES else 255 for w in words] + [255], np.uint8)
@@ -392,8 +397,11 @@ def load_dataset(events: str | Path, items: str | Path, members: str | Path | No
     """Events, catalogue and members in one id space: items in catalogue order; members as they first
     appear in events, then those only in the members file. Events on items missing from the catalogue
     are counted and dropped, outside max_bad_share (a catalogue may lag the event log)."""
-    catalogue, items_report = _items(items, max_bad_share)
-    ev, rows, src = _events(events, max_bad_share)
+    with ThreadPoolExecutor(1) as pool:  # the members file is read while the events are
+        members_read = pool.submit(_members, members, max_bad_share) if members is not None else None
+        catalogue, items_report = _items(items, max_bad_share)
+        ev, rows, src = _events(events, max_bad_share)
+        members_result = members_read.result() if members_read is not None else None
     item = _lookup(ev.item_ids, catalogue.item_id)[ev.item]
     unknown = np.flatnonzero(item < 0)
     report = dict(ev.report, items=items_report, members=None)
@@ -406,8 +414,8 @@ def load_dataset(events: str | Path, items: str | Path, members: str | Path | No
     ev.item, ev.item_ids = item[item >= 0].astype(np.int32), catalogue.item_id
     member_ids = ev.member_ids
     tier, points = np.full(len(member_ids), "", dtype=object), np.full(len(member_ids), np.nan)
-    if members is not None:
-        mt, report["members"] = _members(members, max_bad_share)
+    if members_result is not None:
+        mt, report["members"] = members_result
         pos = _lookup(member_ids, mt.member_id)
         found = pos >= 0
         tier[found], points[found] = mt.tier[pos[found]], mt.points[pos[found]]

@@ -22,8 +22,7 @@ def member_history(ds: Dataset, keep_recent: int = 20) -> dict[str, np.ndarray]:
     if len(ev) == 0:
         return _empty(n_members)
     key = ev.member.astype(np.int64) * n_items + ev.item
-    order = np.argsort(key)  # reductions below do not care about order within a pair
-    skey = key[order]
+    order, skey = stable_argsort(key)
     starts = np.flatnonzero(np.r_[True, skey[1:] != skey[:-1]])
     ts, event = ev.ts[order], ev.event[order]
     bought = event == PURCHASE
@@ -39,7 +38,7 @@ def member_history(ds: Dataset, keep_recent: int = 20) -> dict[str, np.ndarray]:
     # keep purchases + the most recent others per member (pairs are grouped by member already)
     # one int64 sort key (member, newest first) instead of np.lexsort: 3x faster at 10M pairs
     age = (last_ts.max() - last_ts).astype(np.int64)
-    by_recency = np.argsort(pair_member * (int(age.max()) + 1) + age, kind="stable")
+    by_recency, _ = stable_argsort(pair_member * (int(age.max()) + 1) + age)
     group_start = np.flatnonzero(np.r_[True, pair_member[by_recency][1:] != pair_member[by_recency][:-1]])
     rank = np.arange(len(by_recency)) - np.repeat(group_start, np.diff(np.r_[group_start, len(by_recency)]))
     keep_sorted = (rank < keep_recent) | (purchases[by_recency] > 0)
@@ -56,6 +55,22 @@ def member_history(ds: Dataset, keep_recent: int = 20) -> dict[str, np.ndarray]:
         "history_purchases": purchases[keep],
         "history_first_purchase_ts": first_buy[keep].astype(np.int64),
     }
+
+
+def stable_argsort(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(np.argsort(key, kind="stable"), key sorted) for non-negative int64 keys, ~3x faster at 10M.
+
+    When key and row number fit in 63 bits together, they are packed into one int64 and sorted by
+    value (NumPy's SIMD sort, no index array carried along); ties keep row order because the row
+    number is in the low bits. Otherwise the plain stable argsort.
+    """
+    n = len(key)
+    bits = max(n - 1, 1).bit_length()
+    if n == 0 or int(key.min()) < 0 or int(key.max()).bit_length() + bits > 63:
+        order = np.argsort(key, kind="stable")
+        return order, key[order]
+    packed = np.sort((key.astype(np.int64) << bits) | np.arange(n, dtype=np.int64))
+    return packed & ((1 << bits) - 1), packed >> bits
 
 
 def _empty(n_members: int) -> dict[str, np.ndarray]:

@@ -6,7 +6,8 @@ sorted by vector length, scan stopped by the Cauchy-Schwarz bound) for real memb
 vectors' lengths span orders of magnitude, so a member's top 100 is usually settled after a few
 percent of the items, and exact search stays exact and fast. Only when it would read more than
 `EXACT_MAX_SCAN_SHARE` of the items does `auto` build IVF, with the number of probed lists raised
-until recall@100 reaches the target.
+until recall@100 reaches the target. The truth is FAISS's flat search; a flat bundle is served by
+the service's length-pruned search, so that search is what its recall measures.
 
 Recall is measured on trained member vectors that are not zero: a member without history has a
 zero vector, every item ties at score 0 and "recall" on it is noise (at 1M synthetic members a
@@ -42,14 +43,29 @@ class IndexReport:
         return self.__dict__.copy()
 
 
-def exact_top(queries: np.ndarray, vectors: np.ndarray, k: int, batch: int = 1024) -> np.ndarray:
-    """Exact inner-product top-k ids (BLAS matmul + argpartition)."""
+def exact_top(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Exact inner-product top-k ids: FAISS's flat search (BLAS in blocks, a heap per query).
+
+    Measured at 1,000 x 50k: 0.2 s, against 0.8-3.6 s for matmul + argpartition, which page-faults
+    a 200 MB score matrix in."""
+    import faiss
+
     k = min(k, len(vectors))
-    out = np.empty((len(queries), k), dtype=np.int64)
-    for s in range(0, len(queries), batch):
-        scores = queries[s:s + batch] @ vectors.T
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        out[s:s + batch] = part
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    _, ids = flat.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return ids.astype(np.int64)
+
+
+def served_top(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Top-k ids from the service's own exact search (what a bundle with a flat index serves)."""
+    from service.model import NormPrunedSearch
+
+    search = NormPrunedSearch(vectors)
+    out = np.full((len(queries), min(k, len(vectors))), -1, dtype=np.int64)
+    for row, q in enumerate(queries):
+        found = search.search(q, k)[0]
+        out[row, :len(found)] = found
     return out
 
 
@@ -97,9 +113,10 @@ def build_index(item_factors: np.ndarray, member_factors: np.ndarray, cfg: Index
         kind = "flat" if n < cfg.exact_below or share <= EXACT_MAX_SCAN_SHARE else "ivf"
 
     if kind == "flat":
+        # the service answers a flat bundle with its length-pruned search, not FAISS: check that
         index = faiss.IndexFlatIP(d)
         index.add(vectors)
-        _, found = index.search(sample, k)
+        found = served_top(sample, vectors, k)
         return index, IndexReport("flat", 0, 0, recall(found, truth), len(sample), round(share, 4))
 
     if kind == "hnsw":

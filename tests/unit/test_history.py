@@ -23,3 +23,14 @@ def test_history_caps_non_purchases_but_never_drops_a_purchase():
     h = member_history(ds, keep_recent=3)
     assert sorted(h["history_items"].tolist()) == [4, 5, 6, 7]
     assert np.all(np.diff(h["history_indptr"]) >= 0)
+
+
+def test_stable_argsort_matches_numpy_with_ties_and_falls_back_on_wide_keys():
+    from training.history import stable_argsort
+
+    rng = np.random.default_rng(3)
+    for key in (rng.integers(0, 50, 1000), rng.integers(0, 2**40, 1000), np.zeros(0, np.int64),
+                np.array([2**62, 5, 2**62, 1]), np.array([-3, 4, -3, 0])):
+        order, skey = stable_argsort(key)
+        want = np.argsort(key, kind="stable")
+        assert np.array_equal(order, want) and np.array_equal(skey, key[want])
