@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -149,7 +149,9 @@ class ServingModel:
         self.launch_ts = items.launched_at[order].astype(np.int64)
         self._query_index = self._build_query_index()
         # the search box sends the same few queries over and over; the source and the boost share it
-        self.match_query = lru_cache(maxsize=4096)(self._match_query)
+        # over the index, not a bound method: a cache holding ``self`` would make the model a
+        # reference cycle, freed only by a full GC pass instead of when its last request ends
+        self.match_query = lru_cache(maxsize=4096)(partial(_match_query, self._query_index))
         # exact search (a flat index, or none) reads only the items that can make the top k; an
         # approximate index the trainer chose (IVF, HNSW) is searched by FAISS as configured
         index = bundle.faiss_index
@@ -236,26 +238,6 @@ class ServingModel:
         """Summed weights of a member-item pair -> ALS confidence (the trainer's log scaling)."""
         return np.log1p(weight) if self.log_scale else np.asarray(weight, dtype=np.float64)
 
-    def _match_query(self, query: str) -> QueryHits:
-        """Items whose brand, category or tags contain a word of ``query`` (vectorised per word)."""
-        hits, weights, fields = [], [], []
-        for word in dict.fromkeys(tokens(query)):
-            for f, (field_name, weight) in enumerate(QUERY_FIELD_WEIGHTS.items()):
-                found = self._query_index[field_name].get(word)
-                if found is not None:
-                    hits.append(found)
-                    weights.append(np.full(len(found), weight))
-                    fields.append(np.full(len(found), f))
-        if not hits:
-            return QueryHits(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
-        every, weight, field = np.concatenate(hits), np.concatenate(weights), np.concatenate(fields)
-        items, inverse = np.unique(every, return_inverse=True)
-        strength = np.bincount(inverse, weights=weight, minlength=len(items))
-        heaviest = np.lexsort((field, -weight, inverse))  # per item: heaviest field first (first on ties)
-        first = np.ones(len(heaviest), dtype=bool)
-        first[1:] = inverse[heaviest][1:] != inverse[heaviest][:-1]
-        return QueryHits(items, strength, field[heaviest][first])
-
     # ------------------------------------------------------------------ built at load
 
     def _category_lists(self) -> list[np.ndarray]:
@@ -275,3 +257,24 @@ class ServingModel:
                     index[field_name].setdefault(word, []).append(i)
         return {f: {word: np.array(found, dtype=np.int64) for word, found in words.items()}
                 for f, words in index.items()}
+
+
+def _match_query(index: dict[str, dict[str, np.ndarray]], query: str) -> QueryHits:
+    """Items whose brand, category or tags contain a word of ``query`` (vectorised per word)."""
+    hits, weights, fields = [], [], []
+    for word in dict.fromkeys(tokens(query)):
+        for f, (field_name, weight) in enumerate(QUERY_FIELD_WEIGHTS.items()):
+            found = index[field_name].get(word)
+            if found is not None:
+                hits.append(found)
+                weights.append(np.full(len(found), weight))
+                fields.append(np.full(len(found), f))
+    if not hits:
+        return QueryHits(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+    every, weight, field = np.concatenate(hits), np.concatenate(weights), np.concatenate(fields)
+    items, inverse = np.unique(every, return_inverse=True)
+    strength = np.bincount(inverse, weights=weight, minlength=len(items))
+    heaviest = np.lexsort((field, -weight, inverse))  # per item: heaviest field first (first on ties)
+    first = np.ones(len(heaviest), dtype=bool)
+    first[1:] = inverse[heaviest][1:] != inverse[heaviest][:-1]
+    return QueryHits(items, strength, field[heaviest][first])
