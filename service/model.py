@@ -8,10 +8,8 @@ holder swaps whole models, and a request keeps the one it started with.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from functools import cached_property, lru_cache, partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,20 +17,13 @@ import numpy as np
 
 from service.ids import IdIndex, text_array
 from service.model_bundle import EVENT_TYPES, Bundle, load
+from service.query_index import QUERY_FIELD_WEIGHTS, build_query_index, match_query
 
 #: Used only when a bundle's manifest does not record its weighting (the trainer's defaults).
 FALLBACK_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "fav": 4.0, "cart": 6.0, "purchase": 10.0}
 FALLBACK_HALF_LIFE = 30 * 86400.0
 CATEGORY_LIST_SIZE = 500  # items kept per category list (most popular first)
-_TOKEN = re.compile(r"[\w\-]+", re.UNICODE)
 T = TypeVar("T")
-#: How strongly a query word matching each item field says "this is what they look for".
-QUERY_FIELD_WEIGHTS = {"brand": 3.0, "category": 2.0, "tags": 1.0}
-
-
-def tokens(text: str) -> list[str]:
-    """Lower-case words of a query or an item field (the same rule on both sides)."""
-    return _TOKEN.findall(text.lower())
 
 
 class NormPrunedSearch:
@@ -77,56 +68,6 @@ class NormPrunedSearch:
         return self.order[top], scores[top], read
 
 
-FIELD_NAMES = tuple(QUERY_FIELD_WEIGHTS)
-
-
-@dataclass(frozen=True)
-class QueryHits:
-    """Items matching a query and how well (sum of field weights over matched words)."""
-
-    items: np.ndarray  # int item indices, ascending
-    strength: np.ndarray  # float
-    field: np.ndarray  # index into FIELD_NAMES of the best field each item matched on (for reasons)
-
-    @property
-    def fields(self) -> _FieldOf:
-        """item -> the name of the best field it matched on."""
-        return _FieldOf(self)
-
-    def strength_for(self, items: np.ndarray) -> np.ndarray:
-        """The strength of each of ``items`` (0 for an item that does not match)."""
-        if len(self.items) == 0:
-            return np.zeros(len(items))
-        at = np.minimum(np.searchsorted(self.items, items), len(self.items) - 1)
-        return np.where(self.items[at] == items, self.strength[at], 0.0)
-
-    @cached_property
-    def _by_strength(self) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(-self.strength, kind="stable")
-        return order, -self.strength[order]
-
-    def strongest(self, n: int, reach: float) -> np.ndarray:
-        """Positions (into ``items``) of the matches that can make the top ``n`` when a score adds at
-        most ``reach`` to the strength: those stronger than the n-th strongest minus ``reach``."""
-        order, negated = self._by_strength
-        if n >= len(order):
-            return order
-        if n <= 0:
-            return order[:0]
-        return order[:int(np.searchsorted(negated, negated[n - 1] + reach, side="left"))]
-
-
-@dataclass(frozen=True)
-class _FieldOf:
-    hits: QueryHits
-
-    def __getitem__(self, item: int) -> str:
-        at = int(np.searchsorted(self.hits.items, item))
-        if at == len(self.hits.items) or self.hits.items[at] != item:
-            raise KeyError(item)
-        return FIELD_NAMES[int(self.hits.field[at])]
-
-
 class ServingModel:
     """One bundle version ready to serve."""
 
@@ -147,11 +88,11 @@ class ServingModel:
         order = launched[np.argsort(-items.launched_at[launched], kind="stable")]
         self.launch_order = order.astype(np.int32)  # newest first
         self.launch_ts = items.launched_at[order].astype(np.int64)
-        self._query_index = self._build_query_index()
+        self._query_index = build_query_index({f: getattr(items, f) for f in QUERY_FIELD_WEIGHTS})
         # the search box sends the same few queries over and over; the source and the boost share it
         # over the index, not a bound method: a cache holding ``self`` would make the model a
         # reference cycle, freed only by a full GC pass instead of when its last request ends
-        self.match_query = lru_cache(maxsize=4096)(partial(_match_query, self._query_index))
+        self.match_query = lru_cache(maxsize=4096)(partial(match_query, self._query_index))
         # exact search (a flat index, or none) reads only the items that can make the top k; an
         # approximate index the trainer chose (IVF, HNSW) is searched by FAISS as configured
         index = bundle.faiss_index
@@ -246,35 +187,3 @@ class ServingModel:
         bounds = np.searchsorted(self.category_of[ordered], np.arange(len(self.categories) + 1))
         return [ordered[bounds[c]:min(bounds[c + 1], bounds[c] + CATEGORY_LIST_SIZE)]
                 for c in range(len(self.categories))]
-
-    def _build_query_index(self) -> dict[str, dict[str, np.ndarray]]:
-        items = self.bundle.items
-        index: dict[str, dict[str, list[int]]] = {f: {} for f in QUERY_FIELD_WEIGHTS}
-        for field_name in QUERY_FIELD_WEIGHTS:
-            values = getattr(items, field_name).astype(str)
-            for i, text in enumerate(values.tolist()):
-                for word in set(tokens(text)):
-                    index[field_name].setdefault(word, []).append(i)
-        return {f: {word: np.array(found, dtype=np.int64) for word, found in words.items()}
-                for f, words in index.items()}
-
-
-def _match_query(index: dict[str, dict[str, np.ndarray]], query: str) -> QueryHits:
-    """Items whose brand, category or tags contain a word of ``query`` (vectorised per word)."""
-    hits, weights, fields = [], [], []
-    for word in dict.fromkeys(tokens(query)):
-        for f, (field_name, weight) in enumerate(QUERY_FIELD_WEIGHTS.items()):
-            found = index[field_name].get(word)
-            if found is not None:
-                hits.append(found)
-                weights.append(np.full(len(found), weight))
-                fields.append(np.full(len(found), f))
-    if not hits:
-        return QueryHits(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
-    every, weight, field = np.concatenate(hits), np.concatenate(weights), np.concatenate(fields)
-    items, inverse = np.unique(every, return_inverse=True)
-    strength = np.bincount(inverse, weights=weight, minlength=len(items))
-    heaviest = np.lexsort((field, -weight, inverse))  # per item: heaviest field first (first on ties)
-    first = np.ones(len(heaviest), dtype=bool)
-    first[1:] = inverse[heaviest][1:] != inverse[heaviest][:-1]
-    return QueryHits(items, strength, field[heaviest][first])

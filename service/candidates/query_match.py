@@ -12,8 +12,8 @@ import numpy as np
 
 from service.candidates import make, top
 from service.domain import Candidate
-from service.model import FIELD_NAMES
 from service.pipeline import SlotQuery
+from service.query_index import FIELD_NAMES
 
 TASTE = 0.5  # most that taste adds to a match's strength
 
