@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="GIL switch interval during the load (default: what the reload path uses, "
                          "service.reload.LOAD_SWITCH_INTERVAL; Python's own default is 0.005)")
+    ap.add_argument("--where", type=float, default=0.0, metavar="MS",
+                    help="for every gap longer than MS, print where the loader thread is when the loop "
+                         "gets the GIL back (the work that just held it, or the work right after)")
     args = ap.parse_args(argv)
     if args.server_root:
         sys.path.insert(0, str(args.server_root.resolve()))
@@ -47,14 +50,25 @@ def main(argv: list[str] | None = None) -> None:
         took.append(time.perf_counter() - t0)
         done.set()
 
+    seen: list[tuple[float, str]] = []
+
     async def watch() -> list[float]:
         gaps = []
-        threading.Thread(target=build, daemon=True).start()
+        loader = threading.Thread(target=build, daemon=True)
+        loader.start()
         last = time.perf_counter()
         while not done.is_set():
             await asyncio.sleep(0.001)
             now = time.perf_counter()
             gaps.append(now - last)
+            if args.where and (now - last) * 1000 > args.where:
+                frame = sys._current_frames().get(loader.ident)
+                stack = []
+                while frame is not None and len(stack) < 3:
+                    code = frame.f_code
+                    stack.append(f"{code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})")
+                    frame = frame.f_back
+                seen.append((now - last, " < ".join(stack)))
             last = now
         return gaps
 
@@ -72,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"GIL switch interval during the load: {interval * 1000:g} ms")
     print(f"load {took[0]:.2f} s; loop gaps, worst 8 (ms): {[round(1000 * g, 1) for g in gaps[:8]]}; "
           f"> 50 ms: {sum(g > 0.05 for g in gaps)}")
+    for gap, where in sorted(seen, reverse=True)[:20]:
+        print(f"  {1000 * gap:6.1f} ms  loader at: {where}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,20 @@ def text_array(values: np.ndarray | Sequence[object], chunk: int = CHUNK) -> np.
     return out
 
 
+def unique_text(values: np.ndarray | Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(text_array(values), return_inverse=True)`` by a NumPy argsort, which runs without
+    the GIL (np.unique's string path held it for ~120 ms over a million member tiers)."""
+    text = text_array(values)
+    order = np.argsort(text, kind="stable")
+    ordered = text[order]
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    inverse = np.empty(len(text), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
 class IdIndex:
     """Read-only str id -> position in ``ids`` (the last position for a repeated id, as a dict built
     in order would say).

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from service.ids import IdIndex, text_array
+from service.ids import IdIndex, text_array, unique_text
 from service.model_bundle import EVENT_TYPES, Bundle, load
 from service.query_index import QUERY_FIELD_WEIGHTS, build_query_index, match_query
 
@@ -82,7 +82,7 @@ class ServingModel:
         self.member_index = IdIndex(bundle.members.member_id)
         self.popular_order = np.argsort(-bundle.popularity_global, kind="stable").astype(np.int32)
         self.trending_order = np.argsort(-bundle.popularity_trending, kind="stable").astype(np.int32)
-        self.categories, self.category_of = np.unique(items.category.astype(str), return_inverse=True)
+        self.categories, self.category_of = unique_text(items.category)
         self.category_top = self._category_lists()
         launched = np.flatnonzero(items.launched_at >= 0)
         order = launched[np.argsort(-items.launched_at[launched], kind="stable")]

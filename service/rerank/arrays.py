@@ -10,16 +10,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.ids import unique_text
+
 
 def string_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     """String column -> int codes, '' (unknown) -> -1."""
-    text = values.astype(str)
-    uniq, inverse = np.unique(text, return_inverse=True)
+    uniq, inverse = unique_text(values)  # np.unique's string path holds the GIL; this sorts without
     out = inverse.astype(np.int64)
     blank = bool(len(uniq)) and uniq[0] == ""
     if blank:
         out -= 1  # '' sorts first: it becomes -1, the rest shift down
     return out, int(len(uniq) - blank)
+
+
+def bincount(x: np.ndarray, weights: np.ndarray | None = None, minlength: int = 0,
+             chunk: int = 1 << 20) -> np.ndarray:
+    """``np.bincount`` a slice at a time. It never releases the GIL: over a 1M-member bundle's 8M
+    history rows one call held it for 25-60 ms (the event loop waits when a bundle loads beside it);
+    a 1M-row slice holds it for a few ms."""
+    out = np.bincount(x[:chunk], None if weights is None else weights[:chunk], minlength=minlength)
+    for start in range(chunk, len(x), chunk):
+        part = np.bincount(x[start:start + chunk], None if weights is None else weights[start:start + chunk],
+                           minlength=len(out))
+        if len(part) > len(out):
+            out = np.concatenate([out, np.zeros(len(part) - len(out), dtype=out.dtype)])
+        out += part
+    return out
 
 
 def percentile(values: np.ndarray) -> np.ndarray:

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from service.ids import text_array
+from service.ids import text_array, unique_text
 from service.model_bundle import EVENT_BIT, EVENT_TYPES, ItemTable, MemberTable
 from service.rerank.arrays import (
     NEVER,
     Table,
+    bincount,
     group_median,
     group_table,
     median,
@@ -182,10 +183,10 @@ class FeatureContext:
         cat_pct = (left - start) / np.maximum(size - 1, 1)
         # engagement from the members' histories: how often a touch turns into fav / cart / purchase
         h_items, h_mask = arrays["history_items"], arrays["history_events"]
-        touched = np.bincount(h_items, minlength=n).astype(np.float64)
+        touched = bincount(h_items, minlength=n).astype(np.float64)
 
         def rate(bits: int) -> np.ndarray:
-            hits = np.bincount(h_items, weights=(h_mask & bits) > 0, minlength=n)
+            hits = bincount(h_items, weights=(h_mask & bits) > 0, minlength=n)
             base = hits.sum() / max(touched.sum(), 1.0)
             return (hits + _RATE_PRIOR * base) / (touched + _RATE_PRIOR)
 
@@ -249,13 +250,16 @@ class FeatureContext:
 
 def _tier_ranks(members: MemberTable) -> dict[str, float]:
     """Tier name -> rank by its members' median points (names carry no order we could trust)."""
-    tiers = text_array(members.tier)
+    uniq, inverse = unique_text(members.tier)  # a million tiers: sorted without the GIL
     points = np.asarray(members.points, dtype=np.float64)
-    names = [t for t in np.unique(tiers).tolist() if t]
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
     med = {}
-    for t in names:
-        p = points[tiers == t]
-        med[t] = float(np.nanmedian(p)) if np.isfinite(p).any() else -np.inf
+    for k, t in enumerate(uniq.tolist()):
+        p = points[order[bounds[k]:bounds[k + 1]]]
+        if t:
+            med[t] = float(np.nanmedian(p)) if np.isfinite(p).any() else -np.inf
+    names = list(med)
     return {t: float(r) for r, t in enumerate(sorted(names, key=lambda t: (med[t], t)))}
 
 

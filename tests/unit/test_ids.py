@@ -56,3 +56,14 @@ def test_ascii_text_reads_arrow_buffers_like_to_numpy() -> None:
     col = pa.chunked_array([pa.array(["m1", "m22"]), pa.array(["é", "m333"])])
     assert column_to_numpy(col).tolist() == ["m1", "m22", "é", "m333"]
     assert column_to_numpy(pa.chunked_array([arr])).dtype == np.dtype("<U40")
+
+
+def test_unique_text_equals_numpy_unique_with_inverse() -> None:
+    from service.ids import unique_text
+
+    values = np.array(["b", "", "a", "b", "ü", "a", "", "c"], dtype=object)
+    want_u, want_inv = np.unique(values.astype(str), return_inverse=True)
+    got_u, got_inv = unique_text(values)
+    assert got_u.tolist() == want_u.tolist() and got_inv.tolist() == want_inv.tolist()
+    empty_u, empty_inv = unique_text(np.array([], dtype=object))
+    assert len(empty_u) == 0 and len(empty_inv) == 0

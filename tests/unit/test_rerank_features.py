@@ -115,3 +115,17 @@ def test_values_sit_on_the_16_bit_mantissa_grid(ctx):
     x = compute(ctx, member, batch(list(range(20))))
     finite = np.isfinite(x)
     assert ((x[finite].view(np.uint32) & 0x7F) == 0).all()
+
+
+def test_sliced_bincount_equals_numpy() -> None:
+    from service.rerank.arrays import bincount
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 50, 1000)
+    w = rng.random(1000)
+    for weights, minlength in ((None, 0), (w, 0), (w, 80), (None, 10)):
+        want = np.bincount(x, weights, minlength=minlength)
+        got = bincount(x, weights, minlength=minlength, chunk=97)
+        assert got.dtype == want.dtype and np.allclose(got, want) and len(got) == len(want)
+    late_max = np.r_[np.zeros(200, np.int64), [120]]  # the largest value only in the last slice
+    assert bincount(late_max, chunk=50).tolist() == np.bincount(late_max).tolist()
