@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-CHUNK = 1 << 16  # elements converted per GIL hold (~4 ms for strings)
+CHUNK = 1 << 14  # elements converted per GIL hold (a few ms for strings)
 
 
 def text_array(values: np.ndarray | Sequence[object], chunk: int = CHUNK) -> np.ndarray:

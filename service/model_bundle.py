@@ -136,8 +136,12 @@ class Bundle:
 
     @property
     def item_index(self) -> dict[str, int]:
-        if self._item_index is None:
-            self._item_index = {str(k): i for i, k in enumerate(self.items.item_id.tolist())}
+        if self._item_index is None:  # in slices: the bundle loads beside a serving event loop
+            ids, index = self.items.item_id, {}
+            for start in range(0, len(ids), 8192):
+                chunk = ids[start:start + 8192].tolist()
+                index.update(zip(map(str, chunk), range(start, start + len(chunk)), strict=True))
+            self._item_index = index
         return self._item_index
 
     @property
