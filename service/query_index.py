@@ -91,7 +91,7 @@ def _field_index(values: np.ndarray) -> dict[str, np.ndarray]:
     import pyarrow.compute as pc
 
     n = len(values)
-    text = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+    text = pa.array(np.asarray(values), type=pa.string(), from_pandas=True)
     split = pc.utf8_split_whitespace(text.fill_null(""))
     owner = pc.list_parent_indices(split).to_numpy()  # the item of each piece
     pieces = pc.dictionary_encode(pc.list_flatten(split))
