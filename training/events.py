@@ -12,10 +12,6 @@ in seconds.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import gzip
-import io
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,186 +21,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from service.errors import MallrecError
 from service.model_bundle import EVENT_TYPES, ItemTable, MemberTable
 from training import columns as col
 from training.columns import Parsed
 from training.dataset import Dataset, Interactions
+from training.input_files import MAX_EXAMPLES, InputError, InputFile
 
 log = logging.getLogger(__name__)
-MAX_EXAMPLES = 5
-_FORMATS = ((".csv.gz", "csv"), (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet"))
-_SPECS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (required, optional)
-    "events": (("member_id", "item_id", "event", "ts"), ("quantity",)),
-    "items": (("item_id",), ("category", "brand", "price", "stock", "on_shelf", "launched_at", "tags")),
-    "members": (("member_id",), ("tier", "points")),
-    "holdout": (("member_id", "item_id"), ()),
-}
-
-
-class InputError(MallrecError):
-    """An input file we cannot train on; the message names the file, line and column."""
-
-
-# --------------------------------------------------------------------------- files
-
-
-class _Source:
-    """One input file as an Arrow table of the columns we use (CSV: all text), and row locations."""
-
-    def __init__(self, path: str | Path, kind: str):
-        self.path, self.name, self.kind = Path(path), str(path), kind
-        fmt = next((f for suffix, f in _FORMATS if self.path.name.lower().endswith(suffix)), None)
-        if fmt is None:
-            raise InputError(f"{self.name}: unsupported file type (use .csv, .csv.gz, .parquet or .pq)")
-        if not self.path.is_file():
-            raise InputError(f"{self.name}: file not found")
-        if self.path.stat().st_size == 0:
-            raise InputError(f"{self.name}: empty file (expected a header line and data rows)")
-        self.fmt = fmt
-        self.table = self._read_csv() if fmt == "csv" else self._read_parquet()
-        self.n = self.table.num_rows
-        if self.n == 0:
-            raise InputError(f"{self.name}: no data rows")
-
-    def _wanted(self, found: list[str], where: str) -> list[str]:
-        required, optional = _SPECS[self.kind]
-        missing = [c for c in required if c not in found]
-        if missing:
-            raise InputError(f"{self.name}{where}: missing required column {missing[0]!r} in the "
-                             f"{self.kind} file (columns found: {', '.join(found) or 'none'}; "
-                             f"required: {', '.join(required)})")
-        wanted = [c for c in required + optional if c in found]
-        if dup := [c for c in wanted if found.count(c) > 1]:
-            raise InputError(f"{self.name}{where}: column {dup[0]!r} appears twice in the header")
-        return wanted
-
-    def _read_csv(self) -> pa.Table:
-        try:
-            with _open_bytes(self.path) as f:
-                header = next(csv.reader([f.readline().decode("utf-8-sig")]), [])
-        except (UnicodeDecodeError, OSError, EOFError, csv.Error) as e:
-            raise InputError(f"{self.name}:1: cannot read the header ({e}; save the file as UTF-8)") from e
-        names = [h.strip().lower() for h in header]
-        wanted = self._wanted(names, ":1")
-        names = [n if n in wanted or n not in names[:i] else f"{n}~{i}" for i, n in enumerate(names)]
-        bad: list[Any] = []  # the first malformed rows, then a count of them all
-        count = [0]
-
-        def on_invalid(row: Any) -> str:
-            count[0] += 1
-            if len(bad) < MAX_EXAMPLES:
-                bad.append(row)
-            return "skip"
-
-        def read(threads: bool) -> pa.Table:
-            return pacsv.read_csv(
-                self.path, read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
-                                                          use_threads=threads),
-                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-                convert_options=pacsv.ConvertOptions(
-                    include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string()),
-                    strings_can_be_null=False, quoted_strings_can_be_null=False))
-
-        try:
-            table = read(True)
-            if bad and bad[0].number is None:  # threaded reads do not know the line: read again
-                bad.clear()
-                count[0] = 0
-                read(False)
-        except (pa.ArrowInvalid, OSError, EOFError) as e:
-            if "UTF8" in str(e):
-                raise InputError(f"{self.name}:{_bad_utf8_line(self.path)}: text is not UTF-8 "
-                                 f"(save the file as UTF-8, e.g. not GBK)") from e
-            raise InputError(f"{self.name}: cannot read CSV ({e})") from e
-        if bad:
-            more = "".join(f"\n  {self.name}:{r.number}: {r.actual_columns} fields" for r in bad[1:])
-            raise InputError(f"{self.name}:{bad[0].number}: expected {bad[0].expected_columns} fields, "
-                             f"found {bad[0].actual_columns}: {bad[0].text[:200]!r} ({count[0]:,} malformed "
-                             f"line(s); quote fields that contain commas){more}")
-        return table
-
-    def _read_parquet(self) -> pa.Table:
-        try:
-            pf = pq.ParquetFile(self.path)
-            found = {n.strip().lower(): n for n in pf.schema_arrow.names}
-            wanted = self._wanted(list(found), "")
-            return pf.read(columns=[found[c] for c in wanted]).rename_columns(wanted)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise InputError(f"{self.name}: cannot read Parquet ({e})") from e
-
-    def column(self, name: str) -> pa.ChunkedArray | None:
-        return self.table.column(name) if name in self.table.column_names else None
-
-    def where(self, rows: np.ndarray) -> list[str]:
-        """``file:LINE`` (CSV, header = line 1) or ``file:row N`` (Parquet) of 0-based data rows."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if self.fmt == "parquet" or not len(rows):
-            return [f"{self.name}:row {r + 1}" for r in rows]
-        return [f"{self.name}:{line}" for line in _csv_lines(self.path, rows)]
-
-
-def _open_bytes(path: Path) -> io.BufferedIOBase:
-    return gzip.open(path) if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
-
-
-def _bad_utf8_line(path: Path) -> int:
-    """Line of the first byte that is not UTF-8 (only called once pyarrow has refused the file)."""
-    decoder, line = codecs.getincrementaldecoder("utf-8-sig")(), 1
-    with _open_bytes(path) as f:
-        while block := f.read(1 << 24):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as e:
-                return line + block.count(b"\n", 0, max(e.start, 0))
-            line += block.count(b"\n")
-    return line
-
-
-def _csv_lines(path: Path, rows: np.ndarray) -> np.ndarray:
-    """File line (1-based) of 0-based data rows, counted as pyarrow does (blank lines skipped).
-
-    Reads only up to the last row asked for; numpy when no field is quoted, else the csv module
-    (slower, but only for the handful of rows a message quotes).
-    """
-    need = int(rows.max()) + 2  # header + rows
-    parts, newlines = [], 0
-    with _open_bytes(path) as f:
-        while newlines < need and (block := f.read(1 << 24)):
-            parts.append(block)
-            newlines += block.count(b"\n")
-    buf = b"".join(parts)
-    if b'"' not in buf:
-        data = np.frombuffer(buf, dtype=np.uint8)
-        ends = np.append(np.flatnonzero(data == 10), len(data))
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        blank = (ends == starts) | ((ends == starts + 1) & (data[np.minimum(starts, len(data) - 1)] == 13))
-        lines = np.flatnonzero(~blank) + 1
-        if len(lines) >= need:
-            return lines[rows + 1]
-    found, record, prev = {}, -1, 0
-    with io.TextIOWrapper(_open_bytes(path), encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        for fields in reader:
-            start, prev = prev + 1, reader.line_num
-            if fields:
-                record += 1
-                found[record] = start
-            if record >= need - 1:
-                break
-    return np.array([found.get(int(r) + 1, int(r) + 2) for r in rows])
-
-
 # --------------------------------------------------------------------------- checks and reports
 
 
 class _Checks:
     """Bad rows by reason (each row counted once, under its first problem), with examples."""
 
-    def __init__(self, src: _Source):
+    def __init__(self, src: InputFile):
         self.src = src
         self.bad = np.zeros(src.n, dtype=bool)
         self.counts: dict[str, int] = {}
@@ -270,7 +101,7 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _strings(src: _Source, name: str, lower: bool = False) -> np.ndarray:
+def _strings(src: InputFile, name: str, lower: bool = False) -> np.ndarray:
     if (a := src.column(name)) is None:
         return np.full(src.n, "", dtype=object)
     s = pc.utf8_trim_whitespace(pc.replace_substring_regex(col.as_text(a), r"\s+", " "))
@@ -282,7 +113,7 @@ def _lookup(ids: pa.Array | np.ndarray, known: np.ndarray) -> np.ndarray:
     return col.to_numpy(pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(known, pa.string())), -1)
 
 
-def _id_column(src: _Source, checks: _Checks, column: str, unique: bool = False,
+def _id_column(src: InputFile, checks: _Checks, column: str, unique: bool = False,
                encoded: tuple[np.ndarray, pa.Array] | None = None) -> tuple[np.ndarray, pa.Array]:
     """``encoded``: the column's `col.encode_ids`, when the caller already ran it (on a thread)."""
     codes, dictionary = encoded or col.encode_ids(src.table.column(column))
@@ -302,9 +133,9 @@ def _id_column(src: _Source, checks: _Checks, column: str, unique: bool = False,
 # --------------------------------------------------------------------------- public readers
 
 
-def _events(path: str | Path, max_bad_share: float) -> tuple[Interactions, np.ndarray, _Source]:
+def _events(path: str | Path, max_bad_share: float) -> tuple[Interactions, np.ndarray, InputFile]:
     """read_events, plus each kept event's 0-based row in the file and the source (for messages)."""
-    src = _Source(path, "events")
+    src = InputFile(path, "events")
     checks = _Checks(src)
     # Arrow hashes the two id columns without the GIL: side by side they take the time of one
     with ThreadPoolExecutor(1) as pool:
@@ -342,7 +173,7 @@ def read_events(path: str | Path, *, max_bad_share: float = 0.01) -> Interaction
 
 
 def _items(path: str | Path, max_bad_share: float) -> tuple[ItemTable, dict[str, Any]]:
-    src = _Source(path, "items")
+    src = InputFile(path, "items")
     checks = _Checks(src)
     codes, dictionary = _id_column(src, checks, "item_id", unique=True)
     price = checks.parse("price", col.parse_number, lambda v: v >= 0, np.nan, "is not a number >= 0")
@@ -367,7 +198,7 @@ def read_items(path: str | Path, *, max_bad_share: float = 0.01) -> ItemTable:
 
 
 def _members(path: str | Path, max_bad_share: float) -> tuple[MemberTable, dict[str, Any]]:
-    src = _Source(path, "members")
+    src = InputFile(path, "members")
     checks = _Checks(src)
     codes, dictionary = _id_column(src, checks, "member_id", unique=True)
     points = checks.parse("points", col.parse_number, lambda v: True, np.nan, "is not a number")
@@ -383,7 +214,7 @@ def read_members(path: str | Path, *, max_bad_share: float = 0.01) -> MemberTabl
     return _members(path, max_bad_share)[0]
 
 
-def _unknown(src: _Source, rows: np.ndarray, codes: np.ndarray, ids: np.ndarray, column: str,
+def _unknown(src: InputFile, rows: np.ndarray, codes: np.ndarray, ids: np.ndarray, column: str,
              why: str) -> dict[str, Any]:
     """Rows naming ids we do not know: count, distinct ids and examples (not bad rows)."""
     shown = src.where(rows[:MAX_EXAMPLES])
@@ -435,7 +266,7 @@ def read_pairs(path: str | Path, dataset: Dataset, *, report: dict[str, Any] | N
     Rows naming a member or item the dataset does not know are counted (in ``report`` when given,
     and the log) and skipped; InputError when no pair is left.
     """
-    src = _Source(path, "holdout")
+    src = InputFile(path, "holdout")
     checks = _Checks(src)
     m_codes, m_dict = _id_column(src, checks, "member_id")
     i_codes, i_dict = _id_column(src, checks, "item_id")
