@@ -5,8 +5,8 @@ Served impressions are written behind the answer (``record_served`` only queues 
 the first page queued, or at once when ``flush_at`` pages are waiting; ``flush()`` / ``close()``
 write the rest (the server's drain path). Until a flush is answered its pages are merged into
 reads of the same member, so a frequency cap sees the previous request's items even inside the
-interval. The merge is conservative: a read whose reply is handled between Redis applying a flush
-and this process handling that flush's reply counts that page twice (an item may be held back one
+interval. The merge is conservative: the read takes the unwritten pages before it asks Redis, so a
+flush that Redis applies between the two counts those pages twice (an item may be held back one
 request early, never shown past its cap). While Redis is down the queue keeps at most
 ``max_pending`` pages, dropping the oldest (``on_drop`` counts the items); a flush that fails is
 dropped too (it may have been applied: retrying could count it twice).
@@ -27,7 +27,7 @@ import asyncio
 import logging
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as redis
@@ -102,22 +102,24 @@ class RedisStateStore:
     async def read(self, member_id: str, now: float, days: int = 1) -> OnlineState:
         if not self._may_try():
             return OnlineState.unavailable()
+        day_keys = (day_of(now), *past_days(now, days))
+        # Pages not yet written, taken BEFORE Redis is asked: a flush answered while this read waits
+        # drops its pages from the buffer, and if Redis ran the read before that flush's write the
+        # pages would be in neither (a cap could let an item through once more).
+        unwritten = [self._served.counts_copy(member_id, d) for d in day_keys]
         try:
             async with asyncio.timeout(self.timeout * 2):
                 pipe = self.client.pipeline(transaction=False)
                 pipe.lrange(events_key(self.prefix, member_id), 0, self.max_events - 1)
-                for day in (day_of(now), *past_days(now, days)):
+                for day in day_keys:
                     pipe.hgetall(impressions_key(self.prefix, member_id, day))
-                raw_events, imp, *past = await pipe.execute()
+                raw_events, *hashes = await pipe.execute()
         except _ERRORS as e:
             self._failed("read", e)
             return OnlineState.unavailable()
         self._ok()
         events = [ev for ev in (decode_event(member_id, r) for r in raw_events) if ev is not None]
-        if self._served.pending:  # pages not yet written: merged into what Redis answered
-            imp = self._with_pending(imp, member_id, day_of(now))
-            past = [self._with_pending(h, member_id, d)
-                    for h, d in zip(past, past_days(now, days), strict=True)]
+        imp, *past = [with_unwritten(h, c) for h, c in zip(hashes, unwritten, strict=True)]
         return OnlineState(events, impressions_from_hash(imp),
                            past_impressions=[impressions_from_hash(h) for h in past])
 
@@ -241,15 +243,6 @@ class RedisStateStore:
     def _key(self, member_id: str, day: str) -> str:
         return impressions_key(self.prefix, member_id, day)
 
-    def _with_pending(self, fields: dict[str, str], member_id: str, day: str) -> dict[str, str]:
-        counts = self._served.counts(member_id, day)
-        if not counts:
-            return fields
-        fields = dict(fields)
-        for item, n in counts.items():
-            name = SERVED + item
-            fields[name] = str(int(fields.get(name, 0)) + n)
-        return fields
 
     # ------------------------------------------------------------------ helpers
 
@@ -282,3 +275,14 @@ class RedisStateStore:
         if self._down:
             self._down = False
             log.info("online state store reachable again", extra={"url": self.safe_url})
+
+
+def with_unwritten(fields: dict[str, str], counts: Counter[str] | None) -> dict[str, str]:
+    """An impressions hash plus served counts not yet written to it."""
+    if not counts:
+        return fields
+    fields = dict(fields)
+    for item, n in counts.items():
+        name = SERVED + item
+        fields[name] = str(int(fields.get(name, 0)) + n)
+    return fields

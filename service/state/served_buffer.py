@@ -49,6 +49,11 @@ class ServedBuffer:
         """Served counts of one member's day not yet known to be in Redis (None: nothing)."""
         return self.pending.get((member_id, day))
 
+    def counts_copy(self, member_id: str, day: str) -> Counter[str] | None:
+        """A snapshot of ``counts`` that later writes do not change (None: nothing)."""
+        found = self.pending.get((member_id, day))
+        return Counter(found) if found else None
+
     def _forget(self, entry: Entry) -> None:
         key = (entry[0], entry[1])
         counts = self.pending.get(key)

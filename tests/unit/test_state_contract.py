@@ -24,7 +24,12 @@ def store(request: pytest.FixtureRequest) -> Iterator[object]:
         yield InMemoryStateStore(max_events=5)
         return
     url, prefix = shared_url(), unique_prefix()
-    yield RedisStateStore(url, prefix=prefix, max_events=5, events_ttl=3600, impressions_ttl=7200)
+    # Served pages are written at close(), not by the 5 ms timer: a read racing a timer flush may
+    # count a page twice by design (the merge is conservative, see redis_store), and exact counts
+    # here would flake. Reads before the write are what this checks; the race itself is tested in
+    # test_state_write_behind.py (it used to lose the page: 2 of 150 runs of the test below).
+    yield RedisStateStore(url, prefix=prefix, max_events=5, events_ttl=3600, impressions_ttl=7200,
+                          flush_interval=3600)
     delete_prefix(url, prefix)
 
 

@@ -136,3 +136,39 @@ def test_pages_queued_under_one_event_loop_are_written_under_the_next() -> None:
         assert {k.decode(): int(v) for k, v in _hash(url, prefix, "m1").items()} == {"s:a": 1}
     finally:
         delete_prefix(url, prefix)
+
+
+def test_a_flush_answered_while_a_read_waits_does_not_hide_its_pages() -> None:
+    """Redis runs the read before the flush's write, but the flush's reply is handled first (it
+    leaves the buffer): the read must still count the page, from what it took before asking."""
+    url, prefix = shared_url(), unique_prefix()
+    store = RedisStateStore(url, prefix=prefix, flush_interval=60.0)
+    real_pipeline = store.client.pipeline
+
+    def pipeline_then_flush(*args, **kwargs):  # type: ignore[no-untyped-def]
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute(*a, **kw):  # type: ignore[no-untyped-def]
+            answer = await real_execute(*a, **kw)  # Redis has answered the read ...
+            await store.flush()  # ... and now the flush is written and answered
+            return answer
+
+        pipe.execute = execute
+        return pipe
+
+    async def go():  # type: ignore[no-untyped-def]
+        await store.record_served("m1", ["a", "b"], NOW)
+        store.client.pipeline = pipeline_then_flush
+        state = await store.read("m1", NOW)
+        store.client.pipeline = real_pipeline
+        after = await store.read("m1", NOW)
+        await store.close()
+        return state, after
+
+    try:
+        state, after = asyncio.run(go())
+        assert state.impressions == {"a": 1, "b": 1}, "the page was in neither Redis nor the buffer"
+        assert after.impressions == {"a": 1, "b": 1}  # written once
+    finally:
+        delete_prefix(url, prefix)
