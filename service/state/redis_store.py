@@ -106,7 +106,7 @@ class RedisStateStore:
         # Pages not yet written, taken BEFORE Redis is asked: a flush answered while this read waits
         # drops its pages from the buffer, and if Redis ran the read before that flush's write the
         # pages would be in neither (a cap could let an item through once more).
-        unwritten = [self._served.counts_copy(member_id, d) for d in day_keys]
+        unwritten = [self._served.counts(member_id, d) for d in day_keys]
         try:
             async with asyncio.timeout(self.timeout * 2):
                 pipe = self.client.pipeline(transaction=False)

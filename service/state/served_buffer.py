@@ -46,11 +46,8 @@ class ServedBuffer:
             self._forget(entry)
 
     def counts(self, member_id: str, day: str) -> Counter[str] | None:
-        """Served counts of one member's day not yet known to be in Redis (None: nothing)."""
-        return self.pending.get((member_id, day))
-
-    def counts_copy(self, member_id: str, day: str) -> Counter[str] | None:
-        """A snapshot of ``counts`` that later writes do not change (None: nothing)."""
+        """Served counts of one member's day not yet known to be in Redis (None: nothing), as a
+        snapshot: a flush answered later does not change it."""
         found = self.pending.get((member_id, day))
         return Counter(found) if found else None
 
