@@ -112,14 +112,15 @@ class ALS(Model):
 
 
 def fit_final(ds: Dataset, matrix: sp.csr_matrix, config: TrainConfig, steps,
-              start: ALS | None = None) -> tuple[ALS, dict]:
+              start: ALS | None = None, bar: bool = True) -> tuple[ALS, dict]:
     """The published ALS: continued from ``start`` (the re-ranker's first stage, fitted before its
-    cutoff) for ``warm_iterations`` sweeps, or fitted from scratch. Returns it and what ran."""
+    cutoff) for ``warm_iterations`` sweeps, or fitted from scratch. Returns it and what ran.
+    ``bar=False``: no progress bar (it runs beside a step that shows one)."""
     cfg = config.als
     warm = start is not None and cfg.warm_iterations > 0
     sweeps = cfg.warm_iterations if warm else cfg.iterations
     name = "ALS (continued from the re-ranker's first stage)" if warm else "ALS"
-    with steps.step(name, total=sweeps) as advance:
+    with steps.step(name, total=sweeps, bar=bar) as advance:
         als = ALS(cfg, config.weighting, on_iteration=lambda _it: advance(1)).fit(
             ds, matrix, iterations=sweeps, start=start if warm else None)
     return als, {"warm_start": warm, "iterations": sweeps}

@@ -159,7 +159,7 @@ class RerankerConfig(_Strict):
     sources: dict[str, float] = {"als": 0.5, "similar_recent": 0.2, "category_popular": 0.15,
                                  "trending": 0.1, "popular": 0.05}
     exclude_seen: bool = True  # candidates never include the member's own items (as `evaluate`)
-    threads: int = Field(0, ge=0)  # LightGBM threads; 0 = all cores (deterministic per machine)
+    threads: int = Field(0, ge=0)  # LightGBM threads; 0 = all cores (`train`: one, beside the final ALS)
     seed: int = 42
 
     @field_validator("sources")

@@ -3,6 +3,10 @@
 
 Reads like the table of contents of training; each step is one call into its own module and one
 line of progress. The bundle is written through `service.model_bundle`, the format's only home.
+
+Two ALS fits keep both cores busy; the one-threaded work runs beside them (``Beside``, a second
+thread) instead of after them: member history and popularity beside the first-stage fit, the
+re-ranker's pools, features and LightGBM beside the final fit. Same results, less wall time.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 
 from service import model_bundle as mb
 from training.als import fit_final
+from training.beside import Beside
 from training.config import TrainConfig
 from training.dataset import Dataset, confidence_matrix
 from training.history import member_history
@@ -21,7 +26,7 @@ from training.index import build_index
 from training.neighbours import cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
-from training.reranker import train_reranker
+from training.reranker import finish_reranker, import_lightgbm, start_reranker
 
 
 def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps | None = None,
@@ -34,22 +39,21 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
 
     with steps.step("confidence matrix"):
         matrix = confidence_matrix(ds, config.weighting)
+    no_factors = Beside(lambda: _history_and_popularity(ds, config, steps), "history")
     # the re-ranker first: its first stage (ALS before its cutoff) is where the final ALS starts
-    reranker = train_reranker(ds, config, steps)
+    half = start_reranker(ds, config, steps)
+    final = Beside(lambda: fit_final(ds, matrix, config, steps, start=half.warm_start, bar=False), "als")
+    reranker = finish_reranker(half, config, steps, beside_als=True)
     if reranker.meta.get("skipped"):
         steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
-    als, als_fit = fit_final(ds, matrix, config, steps, start=reranker.warm_start)
-    reranker.warm_start = None  # the first stage's factors are not needed any more
-    with steps.step("popularity (global, trending)"):
-        pop_global = global_popularity(ds, config.weighting, config.popularity.half_life)
-        pop_trending = trending_scores(ds, config.weighting, config.popularity)
+    als, als_fit = final.result()
+    half.warm_start = reranker.warm_start = None  # the first stage's factors are not needed any more
+    history, pop_global, pop_trending = no_factors.result()
     with steps.step("item neighbours"):
         nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k)
     with steps.step("FAISS index + recall check"):
         index, index_report = build_index(als.item_factors, als.member_factors, config.index,
                                           seed=config.als.seed)
-    with steps.step("member history"):
-        history = member_history(ds)
 
     arrays = {
         "item_factors": als.item_factors,
@@ -76,6 +80,19 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
         path = mb.publish(bundle, models_dir, keep=keep)
     steps.info(f"trained in {time.perf_counter() - started:.1f}s")
     return path
+
+
+def _history_and_popularity(ds: Dataset, config: TrainConfig, steps: Steps
+                            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """What needs no ALS factors (run beside the first-stage fit), and LightGBM's slow import."""
+    with steps.step("member history", bar=False):
+        history = member_history(ds)
+    with steps.step("popularity (global, trending)", bar=False):
+        pop_global = global_popularity(ds, config.weighting, config.popularity.half_life)
+        pop_trending = trending_scores(ds, config.weighting, config.popularity)
+    if config.reranker.enabled:
+        import_lightgbm()
+    return history, pop_global, pop_trending
 
 
 def data_stats(ds: Dataset, nnz: int) -> dict:

@@ -18,7 +18,10 @@ from rich.progress import (
 
 
 class Steps:
-    """`with steps.step("ALS", total=15) as advance: ...` shows a bar, then one done line."""
+    """`with steps.step("ALS", total=15) as advance: ...` shows a bar, then one done line.
+
+    A step that runs on a second thread beside another (training/beside.py) passes ``bar=False``:
+    one terminal shows one live bar, so it says when it starts and when it is done."""
 
     def __init__(self, console: Console | None = None, quiet: bool = False):
         self.console = console or Console(stderr=True)
@@ -26,9 +29,12 @@ class Steps:
         self.timings: dict[str, float] = {}
 
     @contextmanager
-    def step(self, name: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    def step(self, name: str, total: int | None = None, bar: bool = True
+             ) -> Iterator[Callable[[int], None]]:
         start = time.perf_counter()
-        if self.quiet or not self.console.is_terminal:  # logs get the done line, not a bar
+        if not bar and not self.quiet:
+            self.console.print(f"[dim]… {name} (beside the next steps)[/]", highlight=False)
+        if self.quiet or not bar or not self.console.is_terminal:  # logs get the done line, not a bar
             yield lambda _n=1: None
         else:
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

@@ -211,8 +211,15 @@ def build_rows(fs: FirstStage, config: TrainConfig, members: np.ndarray, labels:
     return Rows(np.vstack(xs), np.concatenate(ys), np.array(sizes), np.array(ms), np.concatenate(its))
 
 
-def fit_booster(rows: Rows, cfg: RerankerConfig):
-    """LightGBM lambdarank with the graded gains; groups are members."""
+def import_lightgbm() -> None:
+    """Import LightGBM ahead of ``fit_booster`` (1-1.5 s: it imports scikit-learn); `train` does it
+    beside the first-stage ALS, where a core is idle."""
+    import lightgbm  # noqa: F401
+
+
+def fit_booster(rows: Rows, cfg: RerankerConfig, threads: int | None = None):
+    """LightGBM lambdarank with the graded gains; groups are members. ``threads`` overrides the
+    config's (`train` asks for one while the final ALS fits beside it on the other cores)."""
     import lightgbm as lgb
 
     params: dict[str, Any] = {
@@ -221,8 +228,8 @@ def fit_booster(rows: Rows, cfg: RerankerConfig):
         "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": 0.9, "seed": cfg.seed,
         "deterministic": True, "force_row_wise": True, "verbose": -1,
     }
-    if cfg.threads:
-        params["num_threads"] = cfg.threads
+    if threads or cfg.threads:
+        params["num_threads"] = threads or cfg.threads
     data = lgb.Dataset(rows.x, label=rows.y, group=rows.groups, feature_name=list(FEATURE_NAMES),
                        free_raw_data=False)
     return lgb.train(params, data, num_boost_round=cfg.trees)
@@ -274,13 +281,36 @@ class RerankerResult:
     warm_start: ALS | None = None
 
 
+@dataclass
+class FirstHalf:
+    """The re-ranker up to its first stage: labels, the sampled members, the ALS fitted before the
+    cutoff. ``done`` is the whole result already when there is nothing more to do (disabled, or too
+    few labelled members)."""
+
+    meta: dict[str, Any]
+    started: float
+    labels: Labels | None = None
+    members: np.ndarray | None = None
+    valid_mask: np.ndarray | None = None
+    fs: FirstStage | None = None
+    rng: np.random.Generator | None = None  # the sampling draws go on from it (same rows as one pass)
+    warm_start: ALS | None = None  # where the final ALS starts (AlsConfig.warm_iterations), or None
+    done: RerankerResult | None = None
+
+
 def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -> RerankerResult:
     """The whole recipe: cutoff -> first stage -> pools + features + labels -> lambdarank -> ONNX."""
-    cfg = config.reranker
     steps = steps or Steps(quiet=True)
-    if not cfg.enabled:
-        return RerankerResult(None, {"enabled": False})
+    return finish_reranker(start_reranker(ds, config, steps), config, steps)
+
+
+def start_reranker(ds: Dataset, config: TrainConfig, steps: Steps) -> FirstHalf:
+    """Cutoff, sampled members, first stage (ALS before the cutoff): what the final ALS starts from.
+    `mallrec train` fits the final ALS beside ``finish_reranker`` (training/pipeline.py)."""
+    cfg = config.reranker
     started = time.perf_counter()
+    if not cfg.enabled:
+        return FirstHalf({"enabled": False}, started, done=RerankerResult(None, {"enabled": False}))
     labels = label_split(ds, cfg)
     meta: dict[str, Any] = {"enabled": True, "feature_names": list(FEATURE_NAMES),
                             "feature_version": FEATURE_VERSION, "label_split": labels.split,
@@ -289,7 +319,7 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
     if len(members) < cfg.min_groups:
         meta["skipped"] = (f"{len(members)} members have labels after the cutoff, fewer than "
                            f"min_groups={cfg.min_groups}: no re-ranker in this bundle")
-        return RerankerResult(None, meta)
+        return FirstHalf(meta, started, done=RerankerResult(None, meta))
     rng = np.random.default_rng(cfg.seed)
     if len(members) > cfg.max_groups:
         members = np.sort(rng.choice(members, cfg.max_groups, replace=False))
@@ -297,6 +327,21 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
     fs = fit_first_stage(labels.features, config, iterations=config.als.staged()[0], steps=steps,
                          members=members)
     warm = fs.als if config.als.warm_iterations else None
+    return FirstHalf(meta, started, labels, members, valid_mask, fs, rng, warm)
+
+
+def finish_reranker(half: FirstHalf, config: TrainConfig, steps: Steps,
+                    beside_als: bool = False) -> RerankerResult:
+    """Pools + features + labels -> lambdarank -> ONNX, checked against LightGBM.
+
+    ``beside_als``: the final ALS fits on another thread meanwhile, so LightGBM takes one thread
+    unless the config sets ``reranker.threads`` (measured at 10M events: all cores for both made
+    the pair slower than one for LightGBM)."""
+    if half.done is not None:
+        return half.done
+    assert half.fs is not None and half.labels is not None and half.rng is not None
+    cfg, fs, labels, meta, warm = config.reranker, half.fs, half.labels, half.meta, half.warm_start
+    members, valid_mask, rng = half.members, half.valid_mask, half.rng
     with steps.step("re-ranker: candidates + features"):
         train_rows = build_rows(fs, config, members[~valid_mask], labels, only_labelled=True)
         valid_rows = build_rows(fs, config, members[valid_mask], labels)
@@ -305,7 +350,7 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
                            f"candidates, fewer than min_groups={cfg.min_groups}: no re-ranker")
         return RerankerResult(None, meta, warm_start=warm)
     with steps.step("re-ranker: LightGBM lambdarank", total=None):
-        booster = fit_booster(train_rows, cfg)
+        booster = fit_booster(train_rows, cfg, threads=1 if beside_als and not cfg.threads else None)
     with steps.step("re-ranker: ONNX export + check"):
         onnx_bytes = export_onnx(booster)
         check = valid_rows.x if len(valid_rows.x) else train_rows.x
@@ -322,12 +367,13 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
                   "labels_after_cutoff": int(len(labels.member))},
         "valid": _valid_report(valid_rows, booster),
         "top_features_by_gain": {FEATURE_NAMES[j]: round(float(gain[j]), 1) for j in top},
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(time.perf_counter() - half.started, 1),
     })
+    rows = {"train": train_rows, "valid": valid_rows}
     if diff > ONNX_TOLERANCE:
         meta["skipped"] = f"ONNX differs from LightGBM by {diff:.2e} (> {ONNX_TOLERANCE}): not shipped"
-        return RerankerResult(None, meta, booster, {"train": train_rows, "valid": valid_rows}, warm)
-    return RerankerResult(onnx_bytes, meta, booster, {"train": train_rows, "valid": valid_rows}, warm)
+        return RerankerResult(None, meta, booster, rows, warm)
+    return RerankerResult(onnx_bytes, meta, booster, rows, warm)
 
 
 def _valid_report(rows: Rows, booster) -> dict[str, float]:
