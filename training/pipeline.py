@@ -12,6 +12,7 @@ re-ranker's pools, features and LightGBM beside the final fit. Same results, les
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +43,13 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     no_factors = Beside(lambda: _history_and_popularity(ds, config, steps), "history")
     # the re-ranker first: its first stage (ALS before its cutoff) is where the final ALS starts
     half = start_reranker(ds, config, steps)
-    final = Beside(lambda: fit_final(ds, matrix, config, steps, start=half.warm_start, bar=False), "als")
+    final = Beside(partial(fit_final, ds, matrix, config, steps, start=half.warm_start, bar=False), "als")
     reranker = finish_reranker(half, config, steps, beside_als=True)
     if reranker.meta.get("skipped"):
         steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
     als, als_fit = final.result()
-    half.warm_start = reranker.warm_start = None  # the first stage's factors are not needed any more
+    del half  # the first stage (its factors, pools' lookups) is not needed any more
+    reranker.warm_start = None
     history, pop_global, pop_trending = no_factors.result()
     with steps.step("item neighbours"):
         nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k)
