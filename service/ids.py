@@ -58,10 +58,15 @@ class IdIndex:
     million-entry dict costs ~400 ms of GIL, this ~20 ms of chunked conversion plus a GIL-free sort.
     """
 
-    def __init__(self, ids: np.ndarray | Sequence[object]) -> None:
+    def __init__(self, ids: np.ndarray | Sequence[object], order: np.ndarray | None = None) -> None:
+        """``order``: the ids' stable argsort, when the bundle carries it (checked, else sorted here)."""
         text = text_array(ids)
-        self._order = np.argsort(text, kind="stable")  # NumPy sorts strings without the GIL
-        self._sorted = text[self._order]
+        self._sorted = _sorted_by(text, order)
+        if self._sorted is None:
+            self._order = np.argsort(text, kind="stable")  # NumPy sorts strings without the GIL
+            self._sorted = text[self._order]
+        else:
+            self._order = order
         self._width = text.dtype.itemsize // 4  # a longer key would be cut to this width by NumPy
 
     def __len__(self) -> int:
@@ -83,6 +88,17 @@ class IdIndex:
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
+
+
+def _sorted_by(text: np.ndarray, order: np.ndarray | None) -> np.ndarray | None:
+    """``text[order]`` when that is strictly increasing (so ``order`` is a permutation of distinct
+    ids), else None: repeated ids, or a stale or damaged order, are sorted afresh instead."""
+    if order is None or len(order) != len(text) or order.dtype.kind not in "iu":
+        return None
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= len(text)):
+        return None
+    ordered = text[order]
+    return ordered if bool(np.all(ordered[1:] > ordered[:-1])) else None
 
 
 def column_to_numpy(column: Any, chunk: int = CHUNK) -> np.ndarray:

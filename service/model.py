@@ -79,7 +79,7 @@ class ServingModel:
         self.item_ids = text_array(items.item_id)
         self.item_index = bundle.item_index
         # sorted ids, not a dict: a million-entry dict holds the GIL long enough to stall serving
-        self.member_index = IdIndex(bundle.members.member_id)
+        self.member_index = IdIndex(bundle.members.member_id, bundle.arrays.get("member_order"))
         self.popular_order = np.argsort(-bundle.popularity_global, kind="stable").astype(np.int32)
         self.trending_order = np.argsort(-bundle.popularity_trending, kind="stable").astype(np.int32)
         self.categories, self.category_of = unique_text(items.category)

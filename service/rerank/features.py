@@ -250,7 +250,8 @@ class FeatureContext:
 
 def _tier_ranks(members: MemberTable) -> dict[str, float]:
     """Tier name -> rank by its members' median points (names carry no order we could trust)."""
-    uniq, inverse = unique_text(members.tier)  # a million tiers: sorted without the GIL
+    # the loader's Parquet dictionary codes, or a million tiers sorted (without the GIL)
+    uniq, inverse = members.tier_codes or unique_text(members.tier)
     points = np.asarray(members.points, dtype=np.float64)
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))

@@ -38,6 +38,24 @@ def test_round_trip(published):
     assert set(m["files"]) >= {"item_factors.npy", "items.parquet", "items.faiss"}
 
 
+def test_members_come_back_with_their_sort_order_and_tier_codes(published):
+    from service.model import ServingModel
+    from service.rerank.features import _tier_ranks
+
+    ds, models, _ = published
+    b = mb.load(models)
+    assert b.member_order.tolist() == np.argsort(ds.members.member_id.astype(str), kind="stable").tolist()
+    names, codes = b.members.tier_codes
+    assert names.tolist() == sorted(set(ds.members.tier.tolist()))
+    assert names[codes].tolist() == ds.members.tier.tolist()
+    without = mb.MemberTable(b.members.member_id, b.members.tier, b.members.points)
+    assert _tier_ranks(b.members) == _tier_ranks(without)
+    model = ServingModel(b)
+    assert model.member_index._order is b.member_order  # the service did not sort the ids again
+    for i, member in enumerate(ds.members.member_id.tolist()):
+        assert model.member(str(member)) == i
+
+
 def test_history_slices_belong_to_the_member(published):
     ds, models, _ = published
     b = mb.load(models)

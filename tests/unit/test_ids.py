@@ -18,6 +18,22 @@ def test_id_index_answers_like_a_dict() -> None:
     assert IdIndex(np.array([], dtype=object)).get("m1") is None
 
 
+def test_a_given_sort_order_is_used_when_it_sorts_and_ignored_when_it_does_not() -> None:
+    ids = np.array(["m10", "m2", "m300", "", "x", "m7"], dtype=object)
+    good = np.argsort(ids.astype(str), kind="stable")
+    as_dict = {str(k): i for i, k in enumerate(ids.tolist())}
+    bad_orders = [good[::-1].copy(), np.zeros(len(ids), np.int64), good[:-1], good + 1,
+                  good.astype(np.float64)]
+    for order in [good, *bad_orders]:
+        index = IdIndex(ids, order)
+        for key in [*as_dict, "m1", "zzz"]:
+            assert index.get(key) == as_dict.get(key), (order, key)
+    assert IdIndex(ids, good)._order is good  # taken as it came, not sorted again
+    # repeated ids: the last position wins, as a dict built in order says, whatever order is given
+    repeated = np.array(["b", "a", "b"], dtype=object)
+    assert IdIndex(repeated, np.argsort(repeated.astype(str), kind="stable")).get("b") == 2
+
+
 def test_a_key_longer_than_every_id_is_not_cut_to_match_one() -> None:
     assert IdIndex(np.array(["5000001"], dtype=object)).get("5000001999") is None
 
