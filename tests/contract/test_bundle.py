@@ -115,3 +115,24 @@ def test_publish_keeps_only_recent_versions(published, tmp_path):
     left = sorted(p.name for p in (models / mb.VERSIONS_DIR).iterdir())
     assert left == sorted(p.name for p in paths[-2:])
     assert mb.current_version(models) == paths[-1].name
+
+
+def test_members_file_with_blank_or_missing_tiers_reads_as_before(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for tiers in (["gold", "", "silver", "gold"], ["gold", None, "silver", "gold"]):
+        path = tmp_path / "members.parquet"
+        pq.write_table(pa.table({"member_id": ["m1", "m2", "m3", "m4"], "tier": tiers,
+                                 "points": [1.0, 2.0, None, 4.0]}), path)
+        members = mb._read_members(path)
+        plain = pq.read_table(path).column("tier").to_numpy(zero_copy_only=False)
+        assert members.tier.tolist() == [str(t) for t in plain]  # a missing tier reads 'None', as before
+        assert members.member_id.tolist() == ["m1", "m2", "m3", "m4"]
+        if members.tier_codes is not None:
+            names, codes = members.tier_codes
+            assert names[codes].tolist() == members.tier.tolist()
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"member_id": pa.array([], pa.string()), "tier": pa.array([], pa.string()),
+                             "points": pa.array([], pa.float64())}), empty)
+    assert len(mb._read_members(empty)) == 0
