@@ -240,7 +240,7 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir()
     if "member_order" not in bundle.arrays:
-        bundle.arrays["member_order"] = np.argsort(text_array(bundle.members.member_id), kind="stable")
+        bundle.arrays["member_order"] = member_order(bundle.members.member_id)
     try:
         for name, (dtype, required) in ARRAYS.items():
             if name not in bundle.arrays:
@@ -276,6 +276,12 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
     _prune(versions, keep=keep, protect={version, previous})
     bundle.path = final
     return final
+
+
+def member_order(member_ids: np.ndarray) -> np.ndarray:
+    """The bundle's ``member_order`` array: the member ids' stable argsort (``publish`` makes it when
+    the trainer has not already, e.g. beside its ALS fit)."""
+    return np.argsort(text_array(member_ids), kind="stable")
 
 
 def _prune(versions: Path, keep: int, protect: set[str | None]) -> None:

@@ -5,8 +5,9 @@ Reads like the table of contents of training; each step is one call into its own
 line of progress. The bundle is written through `service.model_bundle`, the format's only home.
 
 Two ALS fits keep both cores busy; the one-threaded work runs beside them (``Beside``, a second
-thread) instead of after them: member history and popularity beside the first-stage fit, the
-re-ranker's pools, features and LightGBM beside the final fit. Same results, less wall time.
+thread) instead of after them: member history, popularity and the member order beside the
+first-stage fit, the re-ranker's pools, features and LightGBM beside the final fit. Same results,
+less wall time.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
 
     with steps.step("confidence matrix"):
         matrix = confidence_matrix(ds, config.weighting)
-    no_factors = Beside(lambda: _history_and_popularity(ds, config, steps), "history")
+    no_factors = Beside(lambda: _factor_free(ds, config, steps), "no-factors")
     # the re-ranker first: its first stage (ALS before its cutoff) is where the final ALS starts
     half = start_reranker(ds, config, steps)
     final = Beside(partial(fit_final, ds, matrix, config, steps, start=half.warm_start, bar=False), "als")
@@ -50,7 +51,6 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     als, als_fit = final.result()
     del half  # the first stage (its factors, pools' lookups) is not needed any more
     reranker.warm_start = None
-    history, pop_global, pop_trending = no_factors.result()
     with steps.step("item neighbours"):
         nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k)
     with steps.step("FAISS index + recall check"):
@@ -60,11 +60,9 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     arrays = {
         "item_factors": als.item_factors,
         "member_factors": als.member_factors,
-        "popularity_global": pop_global,
-        "popularity_trending": pop_trending,
         "neighbour_items": nbr_items,
         "neighbour_scores": nbr_scores,
-        **history,
+        **no_factors.result(),  # history, popularity, member order
     }
     manifest = {
         "version": mb.new_version(),
@@ -84,17 +82,18 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     return path
 
 
-def _history_and_popularity(ds: Dataset, config: TrainConfig, steps: Steps
-                            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """What needs no ALS factors (run beside the first-stage fit), and LightGBM's slow import."""
+def _factor_free(ds: Dataset, config: TrainConfig, steps: Steps) -> dict[str, np.ndarray]:
+    """The bundle arrays that need no ALS factors (made beside the first-stage fit), and LightGBM's
+    slow import."""
     with steps.step("member history", bar=False):
-        history = member_history(ds)
+        arrays = member_history(ds)
+        arrays["member_order"] = mb.member_order(ds.members.member_id)  # the service's id lookup
     with steps.step("popularity (global, trending)", bar=False):
-        pop_global = global_popularity(ds, config.weighting, config.popularity.half_life)
-        pop_trending = trending_scores(ds, config.weighting, config.popularity)
+        arrays["popularity_global"] = global_popularity(ds, config.weighting, config.popularity.half_life)
+        arrays["popularity_trending"] = trending_scores(ds, config.weighting, config.popularity)
     if config.reranker.enabled:
         import_lightgbm()
-    return history, pop_global, pop_trending
+    return arrays
 
 
 def data_stats(ds: Dataset, nnz: int) -> dict:
