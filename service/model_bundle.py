@@ -59,8 +59,8 @@ ARRAYS: dict[str, tuple[str, bool]] = {
     "history_events": ("uint8", True),  # bit mask of event types seen (EVENT_BIT)
     "history_purchases": ("int32", True),  # purchase count per entry
     "history_first_purchase_ts": ("int64", True),  # first purchase time, -1 when never bought
-    # members by id (a stable argsort of member_id), written by publish: the service's id lookup then
-    # need not sort a million ids on every swap, beside requests (bundles without it still load)
+    # members by id (a stable argsort of member_id; the trainer makes it, else publish): the service's
+    # id lookup need not sort a million ids on every swap, beside requests (older bundles still load)
     "member_order": ("int64", False),
 }
 ITEMS_TABLE = "items.parquet"  # item_id, category, brand, price, stock, on_shelf, launched_at, tags
