@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 REALISTIC_MIX = "recommend:slots=0.6,page=0.2,track=0.2"
 ALL = ("throughput", "latency", "swap", "soak", "profile")
+SWAP_GAP = 15.0  # seconds between two publishes of --swap-repeats (a swap takes 3-6 s at 1M members)
 
 
 def free_port() -> int:
@@ -132,6 +134,15 @@ class Swapper:
             shutil.rmtree(d, ignore_errors=True)
 
 
+def _one_swap(rep: dict, hook: dict) -> dict:
+    """One publish of a run: when the new model first answered, and the window until 2 s after."""
+    live_at = rep["model_versions"].get(hook["result"]["version"], {}).get("first_s")
+    end = (live_at if live_at is not None else hook["at_s"] + 10) + 2.0
+    return {"published_at_s": hook["at_s"], "first_answer_s": live_at,
+            "took_s": round(live_at - hook["at_s"], 2) if live_at is not None else None,
+            "during": window(rep, hook["at_s"], end)}
+
+
 def git_state() -> str:
     """HEAD and the files changed on top of it (the tree is shared and edited while we measure)."""
     try:
@@ -206,6 +217,13 @@ def markdown(result: dict) -> str:
                   "| t s | requests | errors | p50 ms | p99 ms |", "|---:|---:|---:|---:|---:|"]
         lines += [f"| {b['t_s']:.0f} | {b['n']} | {b['errors']} | {b['p50_ms']} | {b['p99_ms']} |"
                   for b in s["timeline"]]
+    if result.get("swap_repeats"):
+        r = result["swap_repeats"]
+        lines += ["", f"## {len(r['swaps'])} swaps in one run (steady p99 {r['steady_p99_ms']} ms before "
+                  f"the first; median ratio {r['ratio_median']})", "",
+                  "| published at s | took s | p99 during ms | ratio |", "|---:|---:|---:|---:|"]
+        lines += [f"| {w['published_at_s']} | {w['took_s']} | {w['during_p99_ms']} | {w['ratio']} |"
+                  for w in r["swaps"]]
     if result.get("soak"):
         s = result["soak"]
         lines += ["", "## soak", "", "```", json.dumps(s["summary"], indent=2), "```"]
@@ -236,6 +254,9 @@ def main() -> None:
                     help="also measure latency at this share of the single-slot capacity measured by "
                          "the throughput scenario in the same run (0: off)")
     ap.add_argument("--swap-rps", type=float, default=300.0)
+    ap.add_argument("--swap-repeats", type=int, default=1,
+                    help=f"publish this many bundles, {SWAP_GAP:g} s apart, in one swap run: one p99 ratio "
+                         "each and their median (a single swap's p99 is noisy)")
     ap.add_argument("--soak-rps", type=float, default=200.0)
     ap.add_argument("--soak-minutes", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=1, help="mallrec (and echo) processes on one port")
@@ -362,17 +383,28 @@ def main() -> None:
                     f"errors {sum(r['errors'].values())} of {r['requests']}")
 
         if "swap" in scenarios:
-            dur = max(40.0, args.duration)
-            at = dur * 0.4 + args.warmup
+            repeats = max(1, args.swap_repeats)
+            dur = max(40.0, args.duration) + (repeats - 1) * SWAP_GAP
+            at = max(40.0, args.duration) * 0.4 + args.warmup
             rep = phase(f"swap @ {args.swap_rps:g} RPS", mallrec, wl(mix), rps=args.swap_rps, duration=dur,
-                        hooks=[(at, swapper.publish)])
+                        hooks=[(at + k * SWAP_GAP, swapper.publish) for k in range(repeats)])
+            swaps = [_one_swap(rep, h) for h in rep["hooks"]]
             pub = rep["hooks"][0]
-            new_v = pub["result"]["version"]
-            seen = rep["model_versions"].get(new_v, {})
-            live_at = seen.get("first_s")
+            live_at = swaps[0]["first_answer_s"]
             steady = window(rep, args.warmup, pub["at_s"])
             during = window(rep, pub["at_s"], (live_at if live_at is not None else pub["at_s"] + 10) + 2.0)
             after = window(rep, (live_at or pub["at_s"]) + 2.0, 1e9)
+            if repeats > 1:  # each swap's p99 against the one steady window before the first
+                for sw in swaps:
+                    sw["ratio"] = round(sw["during"]["p99_ms"] / steady["p99_ms"], 2) \
+                        if steady.get("p99_ms") and sw["during"].get("p99_ms") else None
+                ratios = sorted(r for sw in swaps if (r := sw["ratio"]) is not None)
+                result["swap_repeats"] = {
+                    "steady_p99_ms": steady.get("p99_ms"),
+                    "swaps": [{"published_at_s": sw["published_at_s"], "took_s": sw["took_s"],
+                               "during_p99_ms": sw["during"].get("p99_ms"), "ratio": sw["ratio"]}
+                              for sw in swaps],
+                    "ratio_median": round(statistics.median(ratios), 2) if ratios else None}
             summary = {"published_at_s": pub["at_s"], "new_version_first_answer_s": live_at,
                        "swap_took_s": round(live_at - pub["at_s"], 2) if live_at is not None else None,
                        "failed_requests": sum(rep["errors"].values()), "errors": rep["errors"],
