@@ -73,8 +73,6 @@ class _FieldOf:
         return FIELD_NAMES[int(self.hits.field[at])]
 
 
-
-
 def tokens(text: str) -> list[str]:
     """Lower-case words of a query or an item field (the same rule on both sides)."""
     return _TOKEN.findall(text.lower())
