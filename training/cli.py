@@ -79,6 +79,10 @@ def train(
     manifest = read_manifest(path)
     err.print(f"index: {manifest['index']['kind']}, recall@100 {manifest['index']['recall_at_100']:.3f}",
               highlight=False)
+    if nb := manifest.get("neighbours"):
+        recall = "exact" if nb["recall_at_k"] is None else f"recall {nb['recall_at_k']:.3f}"
+        err.print(f"neighbours: {nb['kind']}, {recall}, {nb['items_with_vector']:,} items with a vector",
+                  highlight=False)
     out.print(f"published {manifest['version']} -> {path}", highlight=False)
 
 

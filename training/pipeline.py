@@ -6,8 +6,8 @@ line of progress. The bundle is written through `service.model_bundle`, the form
 
 Two ALS fits keep both cores busy; the one-threaded work runs beside them (``Beside``, a second
 thread) instead of after them: member history, popularity and the member order beside the
-first-stage fit, the re-ranker's pools, features and LightGBM beside the final fit. Same results,
-less wall time.
+first-stage fit; the rest of the re-ranker's first stage (neighbours, popularity, history), its
+pools, features and LightGBM beside the final fit. Same results, less wall time.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from training.config import TrainConfig
 from training.dataset import Dataset, confidence_matrix
 from training.history import member_history
 from training.index import build_index
-from training.neighbours import cosine_neighbours
+from training.neighbours import NeighbourIndex, cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
 from training.reranker import finish_reranker, import_lightgbm, start_reranker
@@ -52,7 +52,8 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     del half  # the first stage (its factors, pools' lookups) is not needed any more
     reranker.warm_start = None
     with steps.step("item neighbours"):
-        nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k)
+        searched: list[NeighbourIndex] = []
+        nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k, report=searched)
     with steps.step("FAISS index + recall check"):
         index, index_report = build_index(als.item_factors, als.member_factors, config.index,
                                           seed=config.als.seed)
@@ -69,7 +70,9 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
         "data_stats": data_stats(ds, matrix.nnz),
         "hyperparameters": config.model_dump(mode="json"),
         "index": index_report.as_dict(),
-        "metrics": {"index_recall_at_100": round(index_report.recall_at_100, 4)},
+        "neighbours": searched[0].as_dict(),
+        "metrics": {"index_recall_at_100": round(index_report.recall_at_100, 4),
+                    "neighbour_recall": searched[0].as_dict()["recall_at_k"]},
         "reranker": reranker.meta,
         "als_fit": als_fit,
         "timings_s": steps.timings,

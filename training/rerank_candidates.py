@@ -9,6 +9,7 @@ member gets is a "for you" slot: the config's ``reranker.sources`` weights.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -155,23 +156,68 @@ class PoolMaker:
 def interleave(pools: dict[str, np.ndarray], weights: dict[str, float], n: int) -> Candidates:
     """Smooth weighted round-robin over the pools, first come first placed (service.blend.Interleave).
 
-    Lists instead of dicts in the loop: it runs once per member per pool position.
+    Which pool takes each turn depends only on the weights until a pool runs out, so that order is
+    worked out once per set of weights (`_turns`) and shared by every member; the loop here only
+    places items. From a pool's end on, `_round_robin` goes on turn by turn, from the same credits.
     """
     names = [k for k in weights if k in pools and len(pools[k])]
     queues = [pools[k].tolist() for k in names]
     w = [weights[k] for k in names]
     heads = [0] * len(names)
-    credit = [0.0] * len(names)
-    total = sum(w)
     placed: set[int] = set()
     items: list[int] = []
     sources: list[str] = []
+    turns, credits = _turns(tuple(w), n) if names else ((), ())
+    for step, best in enumerate(turns):
+        if len(items) >= n:
+            break
+        q, i = queues[best], heads[best]
+        while i < len(q) and q[i] in placed:
+            i += 1
+        if i < len(q):
+            placed.add(q[i])
+            items.append(q[i])
+            sources.append(names[best])
+            i += 1
+        heads[best] = i
+        if i >= len(q):  # this pool is done: the turns change from here
+            credit = list(credits[step])
+            total = sum(w) - w[best]
+            for lst in (names, queues, w, heads, credit):
+                del lst[best]
+            _round_robin(names, queues, w, heads, credit, total, placed, items, sources, n)
+            break
+    return Candidates.from_names(items, sources)
+
+
+@functools.lru_cache(maxsize=64)
+def _turns(w: tuple[float, ...], n: int) -> tuple[tuple[int, ...], tuple[tuple[float, ...], ...]]:
+    """The pool of each of the first ``n`` turns while none runs out, and the credits after each."""
+    credit = [0.0] * len(w)
+    total = sum(w)
+    turns, credits = [], []
+    for _ in range(n):
+        best = 0
+        for j in range(len(w)):
+            credit[j] += w[j]
+            if credit[j] > credit[best]:
+                best = j  # ties go to the recipe's first source
+        credit[best] -= total
+        turns.append(best)
+        credits.append(tuple(credit))
+    return tuple(turns), tuple(credits)
+
+
+def _round_robin(names: list[str], queues: list[list[int]], w: list[float], heads: list[int],
+                 credit: list[float], total: float, placed: set[int], items: list[int],
+                 sources: list[str], n: int) -> None:
+    """The round-robin turn by turn (after a pool ran out), appending to ``items`` and ``sources``."""
     while names and len(items) < n:
         best = 0
         for j in range(len(names)):
             credit[j] += w[j]
             if credit[j] > credit[best]:
-                best = j  # ties go to the recipe's first source
+                best = j
         credit[best] -= total
         q, i = queues[best], heads[best]
         while i < len(q) and q[i] in placed:
@@ -186,4 +232,3 @@ def interleave(pools: dict[str, np.ndarray], weights: dict[str, float], n: int) 
             total -= w[best]
             for lst in (names, queues, w, heads, credit):
                 del lst[best]
-    return Candidates.from_names(items, sources)

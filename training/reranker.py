@@ -113,17 +113,13 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
                     members: np.ndarray | None = None) -> FirstStage:
     """ALS, popularity, trending, neighbours and history on ``ds``, as a bundle would hold them.
 
-    ``als``: an ALS already fitted on ``ds``; otherwise ALS is fitted here
+    ``als``: an ALS already fitted on ``ds`` (`fit_first_als`); otherwise ALS is fitted here
     with ``iterations`` sweeps (default: the config's). ``members``: the only members whose pools
     will be made (history and seen items are kept for them alone, which saves time at scale).
     """
     steps = steps or Steps(quiet=True)
     if als is None:
-        matrix = confidence_matrix(ds, config.weighting)
-        total = iterations or config.als.iterations
-        with steps.step("re-ranker: ALS before the cutoff", total=total) as advance:
-            als = ALS(config.als, config.weighting, on_iteration=lambda _it: advance(1)).fit(
-                ds, matrix, iterations=total)
+        als = fit_first_als(ds, config, iterations, steps)
     own = ds
     if members is not None:
         wanted = np.zeros(ds.n_members, dtype=bool)
@@ -143,6 +139,17 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
         }
         return FirstStage(ds.items, arrays, seen_matrix(own),
                           FeatureContext(ds.items, ds.members, arrays), ds.now, als)
+
+
+def fit_first_als(ds: Dataset, config: TrainConfig, iterations: int | None = None,
+                  steps: Steps | None = None) -> ALS:
+    """The first stage's ALS on the events before the cutoff."""
+    steps = steps or Steps(quiet=True)
+    matrix = confidence_matrix(ds, config.weighting)
+    total = iterations or config.als.iterations
+    with steps.step("re-ranker: ALS before the cutoff", total=total) as advance:
+        return ALS(config.als, config.weighting, on_iteration=lambda _it: advance(1)).fit(
+            ds, matrix, iterations=total)
 
 
 def _neighbours(vectors: np.ndarray, k: int, touched: np.ndarray | None
@@ -292,7 +299,7 @@ class FirstHalf:
     labels: Labels | None = None
     members: np.ndarray | None = None
     valid_mask: np.ndarray | None = None
-    fs: FirstStage | None = None
+    first_als: ALS | None = None  # the first stage's ALS; the rest of the first stage comes in finish
     rng: np.random.Generator | None = None  # the sampling draws go on from it (same rows as one pass)
     warm_start: ALS | None = None  # where the final ALS starts (AlsConfig.warm_iterations), or None
     done: RerankerResult | None = None
@@ -305,8 +312,9 @@ def train_reranker(ds: Dataset, config: TrainConfig, steps: Steps | None = None)
 
 
 def start_reranker(ds: Dataset, config: TrainConfig, steps: Steps) -> FirstHalf:
-    """Cutoff, sampled members, first stage (ALS before the cutoff): what the final ALS starts from.
-    `mallrec train` fits the final ALS beside ``finish_reranker`` (training/pipeline.py)."""
+    """Cutoff, sampled members, the first stage's ALS (before the cutoff): what the final ALS starts
+    from. `mallrec train` fits the final ALS beside ``finish_reranker`` (training/pipeline.py),
+    which makes the rest of the first stage (neighbours, popularity, history) and the rows."""
     cfg = config.reranker
     started = time.perf_counter()
     if not cfg.enabled:
@@ -324,10 +332,9 @@ def start_reranker(ds: Dataset, config: TrainConfig, steps: Steps) -> FirstHalf:
     if len(members) > cfg.max_groups:
         members = np.sort(rng.choice(members, cfg.max_groups, replace=False))
     valid_mask = rng.random(len(members)) < VALID_SHARE
-    fs = fit_first_stage(labels.features, config, iterations=config.als.staged()[0], steps=steps,
-                         members=members)
-    warm = fs.als if config.als.warm_iterations else None
-    return FirstHalf(meta, started, labels, members, valid_mask, fs, rng, warm)
+    als = fit_first_als(labels.features, config, iterations=config.als.staged()[0], steps=steps)
+    warm = als if config.als.warm_iterations else None
+    return FirstHalf(meta, started, labels, members, valid_mask, als, rng, warm)
 
 
 def finish_reranker(half: FirstHalf, config: TrainConfig, steps: Steps,
@@ -339,9 +346,10 @@ def finish_reranker(half: FirstHalf, config: TrainConfig, steps: Steps,
     the pair slower than one for LightGBM)."""
     if half.done is not None:
         return half.done
-    assert half.fs is not None and half.labels is not None and half.rng is not None
-    cfg, fs, labels, meta, warm = config.reranker, half.fs, half.labels, half.meta, half.warm_start
+    assert half.first_als is not None and half.labels is not None and half.rng is not None
+    cfg, labels, meta, warm = config.reranker, half.labels, half.meta, half.warm_start
     members, valid_mask, rng = half.members, half.valid_mask, half.rng
+    fs = fit_first_stage(labels.features, config, als=half.first_als, steps=steps, members=members)
     with steps.step("re-ranker: candidates + features"):
         train_rows = build_rows(fs, config, members[~valid_mask], labels, only_labelled=True)
         valid_rows = build_rows(fs, config, members[valid_mask], labels)

@@ -88,3 +88,24 @@ def test_auto_keeps_exact_search_past_exact_below_when_lengths_prune_it():
     assert report.kind == "flat" and report.recall_at_100 == pytest.approx(1.0)
     assert report.exact_scan_share is not None and report.exact_scan_share <= EXACT_MAX_SCAN_SHARE
     assert index.ntotal == 6000
+
+
+def test_neighbours_leave_out_zero_vectors():
+    """An item without events has a zero vector: no neighbours, and nobody's neighbour."""
+    v = clustered(300)
+    v[[3, 7, 250]] = 0
+    ids, sims = cosine_neighbours(v, 5, queries=np.array([3, 0, 7, 1]))
+    assert np.all(ids[[0, 2]] == -1) and np.all(sims[[0, 2]] == 0)
+    full, _ = cosine_neighbours(v, 10)
+    assert not np.isin(full, [3, 7, 250]).any()
+    assert np.all(full[[0, 1]] >= 0)
+
+
+def test_neighbours_ivf_reports_recall_against_exact():
+    v = als_like(3000)
+    searched = []
+    ids, _ = cosine_neighbours(v, 10, exact_below=1000, report=searched)
+    exact, _ = cosine_neighbours(v, 10)
+    assert searched[0].kind.startswith("ivf") and searched[0].items_with_vector == 3000
+    measured = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(ids, exact, strict=True)])
+    assert searched[0].recall_at_k is not None and abs(searched[0].recall_at_k - measured) < 0.1
