@@ -11,6 +11,10 @@ All run in the same invocation, each in its own child process (so peak memory is
 Usage:
     python load_tests/bench_train.py --events 10000000            # synthesises a mall first
     python load_tests/bench_train.py --data DIR [--config FILE]   # DIR has events/items/members
+    python load_tests/bench_train.py --data DIR --base-root /tmp/old-checkout   # A/B in one run
+
+``--base-root``: also time that checkout's `mallrec train` (its code on PYTHONPATH), between the same
+two bare fits: fit, train (base), train (this), fit. The box drifts, so an A/B is only fair in one run.
 """
 
 from __future__ import annotations
@@ -44,11 +48,14 @@ print(json.dumps({"fit_s": fit, "fit_cpu_s": cpu, "nnz": int(matrix.nnz), "shape
 """
 
 
-def run(cmd: list[str]) -> tuple[float, float, str, float]:
-    """Run a child; return (wall seconds, peak RSS in MiB, stdout, CPU seconds of all its threads)."""
+def run(cmd: list[str], root: Path | None = None) -> tuple[float, float, str, float]:
+    """Run a child (``root``: another checkout's code first on PYTHONPATH); return (wall seconds,
+    peak RSS in MiB, stdout, CPU seconds of all its threads)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    if root is not None:
+        env["PYTHONPATH"] = str(root.resolve())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=root)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -72,6 +79,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=0, help="items to synthesise (default events/200)")
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write the results here too")
+    ap.add_argument("--base-root", type=Path, default=None,
+                    help="another checkout whose trainer is timed too, between the same bare fits")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mallrec-bench-"))
@@ -85,19 +94,24 @@ def main() -> None:
         from training.synth import generate
 
         generate(data, members=n_members, items=n_items, events=args.events, fmt="parquet", seed=1)
+    data = data.resolve()  # a --base-root child runs in its own checkout
     events, items, members = find(data, "events"), find(data, "items"), find(data, "members")
-    config = str(args.config or "")
+    config = str(args.config.resolve()) if args.config else ""
 
     train_cmd = [sys.executable, "-m", "service.cli", "train", "--events", str(events), "--items",
                  str(items), "--out", str(work / "models")]
     if members:
         train_cmd += ["--members", str(members)]
-    if args.config:
+    if config:
         train_cmd += ["--config", config]
     fit_cmd = [sys.executable, "-c", FIT_ONLY, str(events), str(items), str(members or ""), config]
     # bare fit, train, bare fit again: on a shared box the load drifts, so the denominator is the
     # mean of a fit before and one after; CPU seconds (all threads) drift less than wall time.
     _, fit_rss, before_out, _ = run(fit_cmd)
+    base = None
+    if args.base_root:
+        base_cmd = [str(work / "models-base") if a == str(work / "models") else a for a in train_cmd]
+        base = run(base_cmd, args.base_root)
     train_wall, train_rss, _, train_cpu = run(train_cmd)
     _, _, after_out, _ = run(fit_cmd)
     fits = [json.loads(o.strip().splitlines()[-1]) for o in (before_out, after_out)]
@@ -118,6 +132,10 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
+    if base is not None:
+        result["base"] = {"root": str(args.base_root), "train_total_s": round(base[0], 2),
+                          "ratio": round(base[0] / fit_wall, 3), "train_cpu_s": round(base[3], 2),
+                          "cpu_ratio": round(base[3] / fit_cpu, 3), "train_peak_rss_mib": round(base[1])}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
