@@ -171,16 +171,7 @@ def interleave(pools: dict[str, np.ndarray], weights: dict[str, float], n: int) 
     for step, best in enumerate(turns):
         if len(items) >= n:
             break
-        q, i = queues[best], heads[best]
-        while i < len(q) and q[i] in placed:
-            i += 1
-        if i < len(q):
-            placed.add(q[i])
-            items.append(q[i])
-            sources.append(names[best])
-            i += 1
-        heads[best] = i
-        if i >= len(q):  # this pool is done: the turns change from here
+        if _take(best, names, queues, heads, placed, items, sources):  # done: the turns change
             credit = list(credits[step])
             total = sum(w) - w[best]
             for lst in (names, queues, w, heads, credit):
@@ -219,16 +210,22 @@ def _round_robin(names: list[str], queues: list[list[int]], w: list[float], head
             if credit[j] > credit[best]:
                 best = j
         credit[best] -= total
-        q, i = queues[best], heads[best]
-        while i < len(q) and q[i] in placed:
-            i += 1
-        if i < len(q):
-            placed.add(q[i])
-            items.append(q[i])
-            sources.append(names[best])
-            i += 1
-        heads[best] = i
-        if i >= len(q):
+        if _take(best, names, queues, heads, placed, items, sources):
             total -= w[best]
             for lst in (names, queues, w, heads, credit):
                 del lst[best]
+
+
+def _take(best: int, names: list[str], queues: list[list[int]], heads: list[int], placed: set[int],
+          items: list[int], sources: list[str]) -> bool:
+    """Pool ``best``'s turn: place its next item not placed yet. True when the pool is done."""
+    q, i = queues[best], heads[best]
+    while i < len(q) and q[i] in placed:
+        i += 1
+    if i < len(q):
+        placed.add(q[i])
+        items.append(q[i])
+        sources.append(names[best])
+        i += 1
+    heads[best] = i
+    return i >= len(q)
