@@ -49,11 +49,12 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     if reranker.meta.get("skipped"):
         steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
     als, als_fit = final.result()
-    del half  # the first stage (its factors, pools' lookups) is not needed any more
+    del half  # the first stage's ALS is not needed any more
     reranker.warm_start = None
     with steps.step("item neighbours"):
         searched: list[NeighbourIndex] = []
         nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k, report=searched)
+        neighbours = searched[0].as_dict()
     with steps.step("FAISS index + recall check"):
         index, index_report = build_index(als.item_factors, als.member_factors, config.index,
                                           seed=config.als.seed)
@@ -70,9 +71,9 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
         "data_stats": data_stats(ds, matrix.nnz),
         "hyperparameters": config.model_dump(mode="json"),
         "index": index_report.as_dict(),
-        "neighbours": searched[0].as_dict(),
+        "neighbours": neighbours,
         "metrics": {"index_recall_at_100": round(index_report.recall_at_100, 4),
-                    "neighbour_recall": searched[0].as_dict()["recall_at_k"]},
+                    "neighbour_recall": neighbours["recall_at_k"]},
         "reranker": reranker.meta,
         "als_fit": als_fit,
         "timings_s": steps.timings,

@@ -339,7 +339,8 @@ def start_reranker(ds: Dataset, config: TrainConfig, steps: Steps) -> FirstHalf:
 
 def finish_reranker(half: FirstHalf, config: TrainConfig, steps: Steps,
                     beside_als: bool = False) -> RerankerResult:
-    """Pools + features + labels -> lambdarank -> ONNX, checked against LightGBM.
+    """The rest of the first stage (neighbours, popularity, history), pools + features + labels ->
+    lambdarank -> ONNX, checked against LightGBM.
 
     ``beside_als``: the final ALS fits on another thread meanwhile, so LightGBM takes one thread
     unless the config sets ``reranker.threads`` (measured at 10M events: all cores for both made
