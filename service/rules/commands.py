@@ -122,7 +122,7 @@ def _states(members: list[str], when: float, url: str | None, prefix: str) -> tu
     from service.state.redis_store import RedisStateStore
 
     async def read() -> dict[str, Any]:
-        store = RedisStateStore(url, prefix=prefix, timeout=2.0)
+        store = RedisStateStore(url, prefix=prefix, timeout=2.0, scripted_read=False)  # reads only
         try:
             return {m: await store.read(m, when, days=30) for m in members}
         finally:

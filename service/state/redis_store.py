@@ -81,8 +81,11 @@ class RedisStateStore:
                  timeout: float = 0.1, retry_after: float = 1.0, open_after: int = 3,
                  on_error: Callable[[str], None] = lambda op: None, flush_interval: float = 0.005,
                  flush_at: int = 64, max_pending: int = 10_000,
-                 on_drop: Callable[[int], None] = lambda n: None) -> None:
+                 on_drop: Callable[[int], None] = lambda n: None, scripted_read: bool = True) -> None:
         self.url = url
+        # False: read with plain LRANGE / HGETALL, for a reader that may not run scripts (a read-only
+        # user or replica: `rules preview --redis-url`); the server writes with a script anyway.
+        self.scripted_read = scripted_read
         self.prefix = prefix
         self.max_events = max_events
         self.events_ttl = events_ttl
@@ -122,16 +125,26 @@ class RedisStateStore:
                 *(impressions_key(self.prefix, member_id, day) for day in day_keys)]
         try:
             async with asyncio.timeout(self.timeout * 2):
-                raw_events, *flat = await self._read(keys=keys, args=[self.max_events])
+                raw_events, *hashes = await self._fetch(keys)
         except _ERRORS as e:
             self._failed("read", e)
             return OnlineState.unavailable()
         self._ok()
         events = [ev for ev in (decode_event(member_id, r) for r in raw_events) if ev is not None]
-        hashes = [dict(zip(f[::2], f[1::2], strict=True)) for f in flat]
         imp, *past = [with_unwritten(h, c) for h, c in zip(hashes, unwritten, strict=True)]
         return OnlineState(events, impressions_from_hash(imp),
                            past_impressions=[impressions_from_hash(h) for h in past])
+
+    async def _fetch(self, keys: list[str]) -> list:
+        """[recent events, impressions hash per day] of ``keys`` (events key, then one per day)."""
+        if self.scripted_read:
+            raw_events, *flat = await self._read(keys=keys, args=[self.max_events])
+            return [raw_events, *(dict(zip(f[::2], f[1::2], strict=True)) for f in flat)]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lrange(keys[0], 0, self.max_events - 1)
+        for key in keys[1:]:
+            pipe.hgetall(key)
+        return await pipe.execute()
 
     async def record_events(self, events: Sequence[Event]) -> None:
         if not events:

@@ -18,7 +18,7 @@ NOW = 1_760_000_000
 DAY_KEY = "20251009"  # NOW's UTC day
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "redis-pipeline", "memory"])
 def store(request: pytest.FixtureRequest) -> Iterator[object]:
     if request.param == "memory":
         yield InMemoryStateStore(max_events=5)
@@ -28,8 +28,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[object]:
     # count a page twice by design (the merge is conservative, see redis_store), and exact counts
     # here would flake. Reads before the write are what this checks; the race itself is tested in
     # test_state_write_behind.py (it used to lose the page: 2 of 150 runs of the test below).
+    # "redis-pipeline": plain LRANGE / HGETALL reads, as `rules preview --redis-url` reads
     yield RedisStateStore(url, prefix=prefix, max_events=5, events_ttl=3600, impressions_ttl=7200,
-                          flush_interval=3600)
+                          flush_interval=3600, scripted_read=request.param == "redis")
     delete_prefix(url, prefix)
 
 
