@@ -98,21 +98,20 @@ def main() -> None:
     events, items, members = find(data, "events"), find(data, "items"), find(data, "members")
     config = str(args.config.resolve()) if args.config else ""
 
-    train_cmd = [sys.executable, "-m", "service.cli", "train", "--events", str(events), "--items",
-                 str(items), "--out", str(work / "models")]
-    if members:
-        train_cmd += ["--members", str(members)]
-    if config:
-        train_cmd += ["--config", config]
+    def train_cmd(out: Path) -> list[str]:
+        cmd = [sys.executable, "-m", "service.cli", "train", "--events", str(events), "--items",
+               str(items), "--out", str(out)]
+        cmd += ["--members", str(members)] if members else []
+        return cmd + (["--config", config] if config else [])
+
     fit_cmd = [sys.executable, "-c", FIT_ONLY, str(events), str(items), str(members or ""), config]
     # bare fit, train, bare fit again: on a shared box the load drifts, so the denominator is the
     # mean of a fit before and one after; CPU seconds (all threads) drift less than wall time.
     _, fit_rss, before_out, _ = run(fit_cmd)
     base = None
     if args.base_root:
-        base_cmd = [str(work / "models-base") if a == str(work / "models") else a for a in train_cmd]
-        base = run(base_cmd, args.base_root)
-    train_wall, train_rss, _, train_cpu = run(train_cmd)
+        base = run(train_cmd(work / "models-base"), args.base_root)
+    train_wall, train_rss, _, train_cpu = run(train_cmd(work / "models"))
     _, _, after_out, _ = run(fit_cmd)
     fits = [json.loads(o.strip().splitlines()[-1]) for o in (before_out, after_out)]
     fit_wall = sum(f["fit_s"] for f in fits) / 2
