@@ -6,15 +6,18 @@ All run in the same invocation, each in its own child process (so peak memory is
    check, history, publish), timed from outside: wall seconds and peak RSS.
 2. The bare fit, before and after (1): the same matrix built the same way (not timed), then only
    `AlternatingLeastSquares.fit` timed, with the same hyperparameters and threads. The ratio is
-   train / mean of the two fits, in wall seconds and in CPU seconds.
+   train / mean of the two fits around it, in wall seconds and in CPU seconds; with ``--repeats N``
+   the median over N rounds (fit, train, fit, train, ..., fit).
 
 Usage:
     python load_tests/bench_train.py --events 10000000            # synthesises a mall first
     python load_tests/bench_train.py --data DIR [--config FILE]   # DIR has events/items/members
     python load_tests/bench_train.py --data DIR --base-root /tmp/old-checkout   # A/B in one run
+    python load_tests/bench_train.py --data DIR --repeats 3      # median of 3 rounds
 
 ``--base-root``: also time that checkout's `mallrec train` (its code on PYTHONPATH), between the same
-two bare fits: fit, train (base), train (this), fit. The box drifts, so an A/B is only fair in one run.
+two bare fits: fit, train (base), train (this), fit; the next round swaps the order. The box drifts,
+so an A/B is only fair in one run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +85,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the results here too")
     ap.add_argument("--base-root", type=Path, default=None,
                     help="another checkout whose trainer is timed too, between the same bare fits")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="rounds of train(s) then a bare fit; ratios are medians over the rounds")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mallrec-bench-"))
@@ -105,39 +111,57 @@ def main() -> None:
         return cmd + (["--config", config] if config else [])
 
     fit_cmd = [sys.executable, "-c", FIT_ONLY, str(events), str(items), str(members or ""), config]
-    # bare fit, train, bare fit again: on a shared box the load drifts, so the denominator is the
-    # mean of a fit before and one after; CPU seconds (all threads) drift less than wall time.
-    _, fit_rss, before_out, _ = run(fit_cmd)
-    base = None
-    if args.base_root:
-        base = run(train_cmd(work / "models-base"), args.base_root)
-    train_wall, train_rss, _, train_cpu = run(train_cmd(work / "models"))
-    _, _, after_out, _ = run(fit_cmd)
-    fits = [json.loads(o.strip().splitlines()[-1]) for o in (before_out, after_out)]
-    fit_wall = sum(f["fit_s"] for f in fits) / 2
-    fit_cpu = sum(f["fit_cpu_s"] for f in fits) / 2
+    # bare fit, train(s), bare fit, ...: on a shared box the load drifts, so each train is compared
+    # with the mean of the fits just before and after it; CPU seconds (all threads) drift less than
+    # wall time. With --base-root each round times both trainers, in alternating order.
+    _, fit_rss, out, _ = run(fit_cmd)
+    fits = [json.loads(out.strip().splitlines()[-1])]
+    trains: list[tuple[str, tuple[float, float, str, float], int]] = []  # (code, run, fits before it)
+    for r in range(args.repeats):
+        codes = ["this"] if not args.base_root else ["base", "this"] if r % 2 == 0 else ["this", "base"]
+        for code in codes:
+            root = args.base_root if code == "base" else None
+            trains.append((code, run(train_cmd(work / f"models-{code}"), root), len(fits)))
+            print(f"round {r + 1}: {code} trained in {trains[-1][1][0]:.1f} s", flush=True)
+        _, _, out, _ = run(fit_cmd)
+        fits.append(json.loads(out.strip().splitlines()[-1]))
+
+    def summary(code: str) -> dict:
+        rows = []
+        for c, (wall, rss, _, cpu), i in trains:
+            if c == code:
+                around = fits[i - 1], fits[i]
+                rows.append({"train_s": round(wall, 2), "ratio": round(wall / _mean(around, "fit_s"), 3),
+                             "train_cpu_s": round(cpu, 2), "peak_rss_mib": round(rss),
+                             "cpu_ratio": round(cpu / _mean(around, "fit_cpu_s"), 3)})
+        med = {k: round(statistics.median(r[k] for r in rows), 3) for k in ("ratio", "cpu_ratio")}
+        return {"runs": rows, "median_ratio": med["ratio"], "median_cpu_ratio": med["cpu_ratio"]}
+
+    this = summary("this")
     result = {
         "events_file": str(events),
         "matrix_nnz": fits[0]["nnz"],
         "matrix_shape": fits[0]["shape"],
-        "train_total_s": round(train_wall, 2),
+        "train_total_s": this["runs"][0]["train_s"],
         "bare_fit_s": [round(f["fit_s"], 2) for f in fits],
-        "ratio": round(train_wall / fit_wall, 3),
-        "train_cpu_s": round(train_cpu, 2),
+        "ratio": this["median_ratio"],
         "bare_fit_cpu_s": [round(f["fit_cpu_s"], 2) for f in fits],
-        "cpu_ratio": round(train_cpu / fit_cpu, 3),
-        "train_peak_rss_mib": round(train_rss),
+        "cpu_ratio": this["median_cpu_ratio"],
+        "runs": this["runs"],
+        "train_peak_rss_mib": max(r["peak_rss_mib"] for r in this["runs"]),
         "bare_fit_process_peak_rss_mib": round(fit_rss),
         "cpus": os.cpu_count(),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
-    if base is not None:
-        result["base"] = {"root": str(args.base_root), "train_total_s": round(base[0], 2),
-                          "ratio": round(base[0] / fit_wall, 3), "train_cpu_s": round(base[3], 2),
-                          "cpu_ratio": round(base[3] / fit_cpu, 3), "train_peak_rss_mib": round(base[1])}
+    if args.base_root:
+        result["base"] = {"root": str(args.base_root), **summary("base")}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+
+
+def _mean(fits: tuple[dict, ...], key: str) -> float:
+    return sum(f[key] for f in fits) / len(fits)
 
 
 if __name__ == "__main__":
