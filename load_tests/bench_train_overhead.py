@@ -24,6 +24,8 @@ from pathlib import Path
 
 from bench_train import find, run
 
+from service.model_bundle import read_manifest, resolve
+
 FIT_ONCE = r"""
 import sys, numpy as np
 from training.als import ALS
@@ -84,18 +86,27 @@ def main() -> None:
         for code in codes:
             root = args.base_root if code == "base" else None
             wall, rss, _, cpu = run(train_cmd, root)
+            steps = read_manifest(resolve(work / "models")).get("timings_s", {})  # this run's bundle
             results[code].append({"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-                                  "peak_rss_mib": round(rss)})
+                                  "peak_rss_mib": round(rss), "steps_s": steps})
             print(f"round {r + 1}: {code}: {cpu:.1f} CPU s, {wall:.1f} s", flush=True)
-    summary = {code: {"runs": rows, "median_cpu_s": round(statistics.median(x["cpu_s"] for x in rows), 2),
-                      "median_wall_s": round(statistics.median(x["wall_s"] for x in rows), 2)}
-               for code, rows in results.items() if rows}
+    summary = {code: _summary(rows) for code, rows in results.items() if rows}
     if args.base_root:
         summary["base"]["root"] = str(args.base_root)
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Medians over the rounds: CPU and wall seconds, and each step's seconds (the manifest's
+    ``timings_s``: wall time, about CPU time here, where little runs beside anything)."""
+    names = dict.fromkeys(name for row in rows for name in row["steps_s"])
+    return {"runs": rows, "median_cpu_s": round(statistics.median(x["cpu_s"] for x in rows), 2),
+            "median_wall_s": round(statistics.median(x["wall_s"] for x in rows), 2),
+            "median_step_s": {name: round(statistics.median(x["steps_s"].get(name, 0.0) for x in rows), 2)
+                              for name in names}}
 
 
 if __name__ == "__main__":
