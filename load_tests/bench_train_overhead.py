@@ -41,7 +41,7 @@ np.savez(out, users=als.fitted[0], items=als.fitted[1])
 
 # every ALS fit in `train` (the re-ranker's first stage, the final one) returns the stored factors
 TRAIN_WITHOUT_FITS = r"""
-import sys, time, numpy as np
+import sys, numpy as np
 import training.als as als
 factors = np.load(sys.argv[1])
 USERS, ITEMS = factors["users"], factors["items"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.index import exact_top, recall
+
 EXACT_BELOW = 20_000  # items with a vector; below this an exact scan costs less than IVF's k-means
 RECALL_SAMPLE = 300  # queries checked against exact search for the recorded recall
 
@@ -101,12 +103,6 @@ def _index(normed: np.ndarray, exact_below: int):
 
 def _recall(normed: np.ndarray, q_rows: np.ndarray, found: np.ndarray, want: int) -> float:
     """Share of the exact top ``want`` the approximate search found, on a sample of its queries."""
-    import faiss
-
     rng = np.random.default_rng(1)
     pick = rng.choice(len(q_rows), min(RECALL_SAMPLE, len(q_rows)), replace=False)
-    exact = faiss.IndexFlatIP(normed.shape[1])
-    exact.add(normed)
-    _, truth = exact.search(normed[q_rows[pick]], want)
-    hits = [len(np.intersect1d(a[a >= 0], b[b >= 0])) for a, b in zip(found[pick], truth, strict=True)]
-    return float(np.sum(hits) / max(int((truth >= 0).sum()), 1))
+    return recall(found[pick], exact_top(normed[q_rows[pick]], normed, want))

@@ -188,15 +188,21 @@ def _turns(w: tuple[float, ...], n: int) -> tuple[tuple[int, ...], tuple[tuple[f
     total = sum(w)
     turns, credits = [], []
     for _ in range(n):
-        best = 0
-        for j in range(len(w)):
-            credit[j] += w[j]
-            if credit[j] > credit[best]:
-                best = j  # ties go to the recipe's first source
-        credit[best] -= total
-        turns.append(best)
+        turns.append(_next_turn(credit, w, total))
         credits.append(tuple(credit))
     return tuple(turns), tuple(credits)
+
+
+def _next_turn(credit: list[float], w: tuple[float, ...] | list[float], total: float) -> int:
+    """One turn of the smooth weighted round-robin: every pool earns its weight, the richest takes
+    the turn and pays ``total`` (``credit`` is updated in place)."""
+    best = 0
+    for j in range(len(w)):
+        credit[j] += w[j]
+        if credit[j] > credit[best]:
+            best = j  # ties go to the recipe's first source
+    credit[best] -= total
+    return best
 
 
 def _round_robin(names: list[str], queues: list[list[int]], w: list[float], heads: list[int],
@@ -204,12 +210,7 @@ def _round_robin(names: list[str], queues: list[list[int]], w: list[float], head
                  sources: list[str], n: int) -> None:
     """The round-robin turn by turn (after a pool ran out), appending to ``items`` and ``sources``."""
     while names and len(items) < n:
-        best = 0
-        for j in range(len(names)):
-            credit[j] += w[j]
-            if credit[j] > credit[best]:
-                best = j
-        credit[best] -= total
+        best = _next_turn(credit, w, total)
         if _take(best, names, queues, heads, placed, items, sources):
             total -= w[best]
             for lst in (names, queues, w, heads, credit):
