@@ -241,8 +241,9 @@ def load_dataset(events: str | Path, items: str | Path, members: str | Path | No
     if len(unknown) == len(ev):
         raise InputError(f"{events}: none of the {len(ev):,} events names an item of the catalogue "
                          f"{items} (ids must match exactly, as text)\n" + format_report(report))
-    ev = ev.subset(item >= 0)
-    ev.item, ev.item_ids = item[item >= 0].astype(np.int32), catalogue.item_id
+    if len(unknown):  # else no copy of every column (0.2 s at 10M events)
+        ev, item = ev.subset(item >= 0), item[item >= 0]
+    ev.item, ev.item_ids = item.astype(np.int32, copy=False), catalogue.item_id
     member_ids = ev.member_ids
     tier, points = np.full(len(member_ids), "", dtype=object), np.full(len(member_ids), np.nan)
     if members_result is not None:

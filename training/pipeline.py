@@ -6,8 +6,8 @@ line of progress. The bundle is written through `service.model_bundle`, the form
 
 Two ALS fits keep both cores busy; the one-threaded work runs beside them (``Beside``, a second
 thread) instead of after them: member history, popularity and the member order beside the
-first-stage fit; the rest of the re-ranker's first stage (neighbours, popularity, history), its
-pools, features and LightGBM beside the final fit. Same results, less wall time.
+matrices and the first-stage fit; the rest of the re-ranker's first stage (neighbours, popularity,
+history), its pools, features and LightGBM beside the final fit. Same results, less wall time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from training.index import build_index
 from training.neighbours import NeighbourIndex, cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
-from training.reranker import finish_reranker, import_lightgbm, start_reranker
+from training.reranker import finish_reranker, lightgbm, start_reranker
 
 
 def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps | None = None,
@@ -39,9 +39,9 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     if len(ds.events) == 0:
         raise mb.BundleError("no events to train on")
 
+    no_factors = Beside(lambda: _factor_free(ds, config, steps), "no-factors")
     with steps.step("confidence matrix"):
         matrix = confidence_matrix(ds, config.weighting)
-    no_factors = Beside(lambda: _factor_free(ds, config, steps), "no-factors")
     # the re-ranker first: its first stage (ALS before its cutoff) is where the final ALS starts
     half = start_reranker(ds, config, steps)
     final = Beside(partial(fit_final, ds, matrix, config, steps, start=half.warm_start, bar=False), "als")
@@ -87,8 +87,8 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
 
 
 def _factor_free(ds: Dataset, config: TrainConfig, steps: Steps) -> dict[str, np.ndarray]:
-    """The bundle arrays that need no ALS factors (made beside the first-stage fit), and LightGBM's
-    slow import."""
+    """The bundle arrays that need no ALS factors (made beside the matrices and the first-stage fit),
+    and LightGBM's import."""
     with steps.step("member history", bar=False):
         arrays = member_history(ds)
         arrays["member_order"] = mb.member_order(ds.members.member_id)  # the service's id lookup
@@ -96,7 +96,7 @@ def _factor_free(ds: Dataset, config: TrainConfig, steps: Steps) -> dict[str, np
         arrays["popularity_global"] = global_popularity(ds, config.weighting, config.popularity.half_life)
         arrays["popularity_trending"] = trending_scores(ds, config.weighting, config.popularity)
     if config.reranker.enabled:
-        import_lightgbm()
+        lightgbm()  # its import, beside the first-stage fit
     return arrays
 
 

@@ -1,5 +1,7 @@
 """Re-ranker training: no leakage across the cutoff, ONNX == LightGBM, a scorer that fails safely."""
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -263,3 +265,13 @@ def test_interleave_equals_the_turn_by_turn_round_robin():
         items, sources = _interleave_turn_by_turn(pools, weights, n)
         assert got.items.tolist() == items, trial
         assert got.source.tolist() == [SOURCE_INDEX[s] for s in sources], trial
+
+
+def test_lightgbm_is_imported_without_scikit_learn_and_leaves_it_importable():
+    """`lightgbm()` keeps scikit-learn's import (0.8 s) out of training; sklearn still imports after."""
+    code = ("import sys\nfrom training.reranker import lightgbm\nlgb = lightgbm()\n"
+            "assert lgb is sys.modules['lightgbm']\nassert 'sklearn' not in sys.modules, 'sklearn imported'\n"
+            "import sklearn\nprint('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
