@@ -135,6 +135,13 @@ def encode_ids(a: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return codes, dictionary
 
 
+def encode_words(a: pa.ChunkedArray) -> pa.DictionaryArray:
+    """A column of few distinct words as one dictionary array (read as a dictionary, or hashed)."""
+    if pa.types.is_dictionary(a.type) and is_text(a):
+        return a.unify_dictionaries().combine_chunks()
+    return pc.dictionary_encode(as_text(a)).combine_chunks()
+
+
 def compact_ids(codes: np.ndarray, dictionary: pa.Array, all_kept: bool) -> tuple[np.ndarray, np.ndarray]:
     """Drop ids no kept row uses; -> (codes, ids as an object array of str)."""
     if all_kept:  # every id appears in some row: nothing to drop

@@ -142,7 +142,7 @@ def _events(path: str | Path, max_bad_share: float) -> tuple[Interactions, np.nd
         items_encoded = pool.submit(col.encode_ids, src.table.column("item_id"))
         member, member_dict = _id_column(src, checks, "member_id")
         item, item_dict = _id_column(src, checks, "item_id", encoded=items_encoded.result())
-    ev = pc.dictionary_encode(col.as_text(src.table.column("event"))).combine_chunks()
+    ev = col.encode_words(src.table.column("event"))
     words = [str(w).strip().lower() for w in ev.dictionary.to_pylist()]
     lut = np.array([EVENT_TYPES.index(w) if w in EVENT_TYPES else 255 for w in words] + [255], np.uint8)
     event = lut[col.to_numpy(ev.indices, len(words))]

@@ -126,6 +126,19 @@ def test_parquet_native_types(tmp_path):
     assert ev.event.tolist() == [0, 3, 4] and ev.quantity.tolist() == [1, 1, 2]
 
 
+def test_parquet_event_words_differ_by_row_group(tmp_path):
+    """The event column is read as per-row-group dictionaries and unified: every row keeps its word,
+    and a bad word is still quoted at its row."""
+    path = tmp_path / "events.parquet"
+    words = ["view", "cart", " Purchase ", "click", "like", "view", "fav", "cart"]
+    pq.write_table(pa.table({"member_id": [f"m{k}" for k in range(8)], "item_id": ["i"] * 8, "event": words,
+                             "ts": [T0 + k for k in range(8)]}), path, row_group_size=3)
+    ev = read_events(path, max_bad_share=0.5)
+    assert [EVENT_TYPES[e] for e in ev.event] == ["view", "cart", "purchase", "click", "view", "fav", "cart"]
+    assert ev.report["examples"]["unknown_event"] == [f"{path}:row 5:event: unknown event 'like' "
+                                                      f"(expected one of {', '.join(EVENT_TYPES)})"]
+
+
 def test_parquet_pq_suffix_and_string_ts(tmp_path):
     path = tmp_path / "events.pq"
     pq.write_table(pa.table({"member_id": ["m"], "item_id": ["i"], "event": ["view"],
