@@ -25,6 +25,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,6 +205,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _seal(path: Path) -> dict[str, Any]:
+    """fsync a written file; its manifest entry (sha256 and size)."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    return {"sha256": _sha256(path), "bytes": path.stat().st_size}
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -242,23 +251,33 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
     if "member_order" not in bundle.arrays:
         bundle.arrays["member_order"] = member_order(bundle.members.member_id)
     try:
-        for name, (dtype, required) in ARRAYS.items():
-            if name not in bundle.arrays:
-                if required:
-                    raise BundleError(f"bundle is missing array {name!r}")
-                continue
-            arr = np.ascontiguousarray(bundle.arrays[name], dtype=dtype)
-            _write_file(tmp / f"{name}.npy", lambda f, arr=arr: np.save(f, arr, allow_pickle=False))
-        _write_file(tmp / ITEMS_TABLE, lambda f: pq.write_table(bundle.items.to_arrow(), f))
-        members = pa.table({"member_id": bundle.members.member_id, "tier": bundle.members.tier,
-                            "points": bundle.members.points})
-        _write_file(tmp / MEMBERS_TABLE, lambda f: pq.write_table(members, f))
-        if bundle.faiss_index is not None:
-            faiss.write_index(bundle.faiss_index, str(tmp / FAISS_INDEX))
-        if bundle.reranker_onnx is not None:
-            _write_file(tmp / RERANKER, lambda f: f.write(bundle.reranker_onnx))
-        bundle.manifest["files"] = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
-                                    for p in sorted(tmp.iterdir())}
+        # each file is fsynced and hashed on a second thread while the next one is written
+        # (275 MB at 10M events: the hashing alone was 0.4 s after the writes)
+        with ThreadPoolExecutor(1) as sealer:
+            sealed: dict[str, Future[dict[str, Any]]] = {}
+
+            def write(name: str, fill: Callable[[Any], Any]) -> None:
+                with open(tmp / name, "wb") as f:
+                    fill(f)
+                sealed[name] = sealer.submit(_seal, tmp / name)
+
+            for name, (dtype, required) in ARRAYS.items():
+                if name not in bundle.arrays:
+                    if required:
+                        raise BundleError(f"bundle is missing array {name!r}")
+                    continue
+                arr = np.ascontiguousarray(bundle.arrays[name], dtype=dtype)
+                write(f"{name}.npy", lambda f, arr=arr: np.save(f, arr, allow_pickle=False))
+            write(ITEMS_TABLE, lambda f: pq.write_table(bundle.items.to_arrow(), f))
+            members = pa.table({"member_id": bundle.members.member_id, "tier": bundle.members.tier,
+                                "points": bundle.members.points})
+            write(MEMBERS_TABLE, lambda f: pq.write_table(members, f))
+            if bundle.faiss_index is not None:
+                faiss.write_index(bundle.faiss_index, str(tmp / FAISS_INDEX))
+                sealed[FAISS_INDEX] = sealer.submit(_seal, tmp / FAISS_INDEX)
+            if bundle.reranker_onnx is not None:
+                write(RERANKER, lambda f: f.write(bundle.reranker_onnx))
+            bundle.manifest["files"] = {name: sealed[name].result() for name in sorted(sealed)}
         manifest_bytes = json.dumps(bundle.manifest, indent=2, sort_keys=True, default=_json_default)
         _write_file(tmp / MANIFEST, lambda f: f.write(manifest_bytes.encode()))
         _fsync_dir(tmp)
