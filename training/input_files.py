@@ -117,9 +117,9 @@ class InputFile:
     def _read_parquet(self) -> pa.Table:
         try:
             pf = pq.ParquetFile(self.path)
-            found = {n.strip().lower(): n for n in pf.schema_arrow.names}
-            wanted = self._wanted(list(found), "")
             schema = pf.schema_arrow
+            found = {n.strip().lower(): n for n in schema.names}
+            wanted = self._wanted(list(found), "")
             words = [found[c] for c in wanted if c in _WORDS.get(self.kind, ())
                      and pa.types.is_string(schema.field(found[c]).type)]
             if words:

@@ -28,7 +28,7 @@ from training.index import build_index
 from training.neighbours import NeighbourIndex, cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
-from training.reranker import finish_reranker, lightgbm, start_reranker
+from training.reranker import finish_reranker, start_reranker
 
 
 def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps | None = None,
@@ -87,16 +87,13 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
 
 
 def _factor_free(ds: Dataset, config: TrainConfig, steps: Steps) -> dict[str, np.ndarray]:
-    """The bundle arrays that need no ALS factors (made beside the matrices and the first-stage fit),
-    and LightGBM's import."""
+    """The bundle arrays that need no ALS factors (made beside the matrices and the first-stage fit)."""
     with steps.step("member history", bar=False):
         arrays = member_history(ds)
         arrays["member_order"] = mb.member_order(ds.members.member_id)  # the service's id lookup
     with steps.step("popularity (global, trending)", bar=False):
         arrays["popularity_global"] = global_popularity(ds, config.weighting, config.popularity.half_life)
         arrays["popularity_trending"] = trending_scores(ds, config.weighting, config.popularity)
-    if config.reranker.enabled:
-        lightgbm()  # its import, beside the first-stage fit
     return arrays
 
 

@@ -238,9 +238,9 @@ def lightgbm() -> ModuleType:
     """LightGBM, imported without scikit-learn unless something imported that already.
 
     LightGBM imports scikit-learn only for its scikit-learn API, which mallrec does not use; that
-    was 0.8 s of the 1.1 s import, taken from the first-stage ALS beside which `train` imports it.
-    While ``sys.modules["sklearn"]`` is None, ``import sklearn`` raises ImportError and LightGBM
-    goes on without it (lightgbm.compat); the entry is removed again right after.
+    was 0.8 s of the 1.1 s import. While ``sys.modules["sklearn"]`` is None, ``import sklearn``
+    raises ImportError and LightGBM goes on without it (lightgbm.compat); the entry is removed again
+    right after. `train` calls this on its main thread; nothing beside it imports scikit-learn.
     """
     if (module := sys.modules.get("lightgbm")) is not None:
         return module
