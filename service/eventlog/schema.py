@@ -1,0 +1,142 @@
+"""The event log's schema: the contract between the service (which writes it) and training and
+reports (which read it).
+
+Every accepted ``TrackEvents`` event and every item the service serves is one record. Records travel
+through a Redis Stream as one encoded string each (``encode`` / ``decode``), and the sink writes them
+to day-partitioned Parquet files, hive style, so pyarrow, DuckDB and Spark read the folder as it is:
+
+    LOG_DIR/date=YYYY-MM-DD/part-<first stream id>_<last stream id>.parquet
+
+``date`` is the UTC day of the record's ``ts``; it is a partition column (in the path, not in the
+file). ``read_log`` is the one reader the trainer and the report use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+#: Behaviour the models learn from (the trainer's input event types).
+BEHAVIOUR = ("view", "click", "fav", "cart", "purchase")
+#: ``impression``: the frontend saw the item scroll into view; ``served``: the service returned it.
+LOG_EVENTS = (*BEHAVIOUR, "impression", "served")
+SCHEMA_VERSION = "v1"
+SEP = "\x1f"  # ASCII unit separator: ids are checked to hold no control characters
+LIST_SEP = "\x1e"  # between the names of a served item's rules
+
+SCHEMA = pa.schema([
+    pa.field("event_id", pa.string(), nullable=False),  # unique: resends with the same id are dropped
+    pa.field("member_id", pa.string(), nullable=False),
+    pa.field("item_id", pa.string(), nullable=False),
+    pa.field("event", pa.string(), nullable=False),  # one of LOG_EVENTS
+    pa.field("ts", pa.int64(), nullable=False),  # seconds since the epoch (UTC)
+    pa.field("quantity", pa.int32(), nullable=False),  # units (purchases); 1 otherwise
+    pa.field("slot", pa.string(), nullable=False),  # "" when unknown
+    pa.field("position", pa.int32(), nullable=False),  # 0-based position in the slot; -1 when unknown
+    pa.field("request_id", pa.string(), nullable=False),  # the Recommend call that served the item
+    pa.field("source", pa.string(), nullable=False),  # the candidate source that brought a served item
+    pa.field("model_version", pa.string(), nullable=False),
+    pa.field("rules_version", pa.string(), nullable=False),
+    pa.field("experiment", pa.string(), nullable=False),  # "" outside experiments
+    pa.field("arm", pa.string(), nullable=False),
+    pa.field("rules", pa.list_(pa.string()), nullable=False),  # exposure rules named in the item's reasons
+])
+COLUMNS = tuple(SCHEMA.names)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    event_id: str
+    member_id: str
+    item_id: str
+    event: str
+    ts: int
+    quantity: int = 1
+    slot: str = ""
+    position: int = -1
+    request_id: str = ""
+    source: str = ""
+    model_version: str = ""
+    rules_version: str = ""
+    experiment: str = ""
+    arm: str = ""
+    rules: tuple[str, ...] = ()
+
+
+def encode(r: LogRecord) -> str:
+    """One record as the stream entry's text (the schema version first)."""
+    return SEP.join((SCHEMA_VERSION, r.event_id, r.member_id, r.item_id, r.event, str(int(r.ts)),
+                     str(int(r.quantity)), r.slot, str(int(r.position)), r.request_id, r.source,
+                     r.model_version, r.rules_version, r.experiment, r.arm, LIST_SEP.join(r.rules)))
+
+
+def decode(text: str) -> LogRecord:
+    """The record ``encode`` wrote; ValueError for anything else (the sink counts and skips it)."""
+    parts = text.split(SEP)
+    if len(parts) != len(COLUMNS) + 1 or parts[0] != SCHEMA_VERSION:
+        raise ValueError(f"not a {SCHEMA_VERSION} event log record: {text[:100]!r}")
+    (_, event_id, member, item, event, ts, qty, slot, pos, request_id, source, model, rules_version,
+     experiment, arm, rules) = parts
+    return LogRecord(event_id, member, item, event, int(ts), int(qty), slot, int(pos), request_id, source,
+                     model, rules_version, experiment, arm, tuple(rules.split(LIST_SEP)) if rules else ())
+
+
+def to_table(records: Sequence[LogRecord]) -> pa.Table:
+    """Records as an Arrow table of ``SCHEMA`` (column by column: no per-row dicts)."""
+    cols = list(zip(*((r.event_id, r.member_id, r.item_id, r.event, r.ts, r.quantity, r.slot, r.position,
+                       r.request_id, r.source, r.model_version, r.rules_version, r.experiment, r.arm,
+                       list(r.rules)) for r in records), strict=True)) if records else [[]] * len(COLUMNS)
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, SCHEMA, strict=True)],
+                                schema=SCHEMA)
+
+
+def day(ts: float) -> str:
+    """The partition (UTC day) of a record's ``ts``: ``YYYY-MM-DD``."""
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def partition_dir(log_dir: Path, date: str) -> Path:
+    return log_dir / f"date={date}"
+
+
+def log_files(log_dir: Path, since: float | None = None) -> list[Path]:
+    """The log's Parquet files, oldest day first; with ``since`` (epoch seconds) only the days from
+    ``since``'s day on (filter on ``ts`` too for an exact window)."""
+    first = day(since) if since is not None else ""
+    out: list[Path] = []
+    for part in sorted(log_dir.glob("date=*")):
+        if part.is_dir() and part.name[5:] >= first:
+            out += sorted(p for p in part.glob("part-*.parquet") if p.is_file())
+    return out
+
+
+def is_log_dir(path: Path) -> bool:
+    """A folder of the event log (has ``date=`` partitions or the sink's state), not an events file."""
+    return path.is_dir() and (any(path.glob("date=*")) or (path / "_sink").is_dir())
+
+
+def read_log(log_dir: Path, since: float | None = None, columns: Iterable[str] | None = None,
+             events: Iterable[str] | None = None) -> pa.Table:
+    """The log as one table (``SCHEMA``'s columns, or ``columns``), records with ``ts >= since`` and
+    of the ``events`` kinds when given. Empty table when there is nothing yet."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = list(columns) if columns is not None else list(COLUMNS)
+    wanted = list(dict.fromkeys([*names, *(["ts"] if since is not None else []),
+                                 *(["event"] if events is not None else [])]))
+    files = log_files(log_dir, since)
+    if not files:
+        return SCHEMA.empty_table().select(names)
+    table = pa.concat_tables([pq.read_table(f, columns=wanted, schema=SCHEMA) for f in files])
+    mask = None
+    if since is not None:
+        mask = pc.greater_equal(table.column("ts"), int(since))
+    if events is not None:
+        m = pc.is_in(table.column("event"), value_set=pa.array(list(events), pa.string()))
+        mask = m if mask is None else pc.and_(mask, m)
+    return (table if mask is None else table.filter(mask)).select(names)
