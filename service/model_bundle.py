@@ -14,7 +14,9 @@ Layout of ``MODELS_DIR``::
 Publishing writes the whole bundle beside the live ones, fsyncs it, renames the directory into
 ``versions/`` and only then replaces ``CURRENT`` (``os.replace`` is atomic), so a reader never sees
 half a bundle. Every file's SHA-256 is in the manifest; :func:`load` checks them, so a truncated or
-corrupt bundle is rejected instead of served.
+corrupt bundle is rejected instead of served. The manifest's shape is one typed model
+(:class:`Manifest`) that the writer validates before writing and the reader before trusting it, and
+factors or scores that are NaN or infinite are refused on both sides.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -29,11 +32,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from service.errors import MallrecError
 from service.ids import column_to_numpy, text_array, unique_text
@@ -42,6 +46,8 @@ SCHEMA_VERSION = 1
 CURRENT_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
 MANIFEST = "manifest.json"
+#: A version is a folder name: no path separators, no leading dot (those are bundles being written).
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$"
 
 #: Event types in the order of their bit in ``history_events`` (bit 0 = view ... bit 4 = purchase).
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "fav", "cart", "purchase")
@@ -71,8 +77,73 @@ FAISS_INDEX = "items.faiss"
 RERANKER = "reranker.onnx"
 
 
+#: Arrays refused when they hold NaN or infinity: every score a member sees is made from them.
+FINITE_ARRAYS = ("item_factors", "member_factors", "popularity_global", "popularity_trending",
+                 "neighbour_scores")
+
+
 class BundleError(MallrecError):
     """A bundle that cannot be served: missing, corrupt or from an unknown schema."""
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: StrictInt = Field(ge=0)
+
+
+class Manifest(BaseModel):
+    """``manifest.json``'s shape: what a reader must trust before reading a file; the trainer's
+    reports ride along as extra keys. A bundle's folder is named ``version``."""
+
+    model_config = ConfigDict(extra="allow")
+    schema_version: Literal[1]
+    version: str = Field(max_length=200, pattern=VERSION_PATTERN)
+    created_at: str
+    files: dict[str, FileEntry]
+    hyperparameters: dict[str, Any] = {}
+    index: dict[str, Any] = {}
+    reranker: dict[str, Any] = {}
+
+    @field_validator("files")
+    @classmethod
+    def _every_file_listed(cls, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
+        if odd := sorted(n for n in files if "/" in n or "\\" in n or n.startswith(".")):
+            raise ValueError(f"file names must be plain names in the bundle folder, not {odd}")
+        needed = [f"{a}.npy" for a, (_, required) in ARRAYS.items() if required]
+        if missing := [n for n in (*needed, ITEMS_TABLE, MEMBERS_TABLE) if n not in files]:
+            raise ValueError(f"no checksum for {', '.join(missing)}")
+        return files
+
+
+def check_manifest(raw: Any, where: str | Path) -> Manifest:
+    """``raw`` (a parsed manifest) as a Manifest; BundleError naming every field that is wrong."""
+    if not isinstance(raw, dict):
+        raise BundleError(f"{where}: manifest is a JSON {type(raw).__name__}, not an object")
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(f"{where}: schema_version {raw.get('schema_version')!r}, "
+                          f"this mallrec reads {SCHEMA_VERSION}")
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as e:
+        why = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'manifest'}: "
+                        f"{err['msg'].replace('Value error, ', '')}" for err in e.errors())
+        raise BundleError(f"{where}: manifest does not match the bundle schema ({why})") from e
+
+
+def check_finite(name: str, arr: np.ndarray, where: str = "bundle") -> None:
+    """BundleError when ``arr`` holds NaN or infinity (a diverged fit must not reach members)."""
+    a = np.asarray(arr)
+    if not np.issubdtype(a.dtype, np.floating):
+        return
+    # a float64 sum of float32 values cannot overflow: it is NaN or infinite iff a value is (no copy)
+    if a.dtype.itemsize <= 4 and np.isfinite(np.sum(a, dtype=np.float64)):
+        return
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise BundleError(f"{where}: {name} has {bad} non-finite value{'s' * (bad != 1)} (NaN or "
+                          f"infinite) of {np.asarray(arr).size}: a diverged fit? (lower als.alpha, "
+                          f"raise als.regularization)")
 
 
 @dataclass
@@ -185,6 +256,8 @@ class Bundle:
         if self.faiss_index is not None and self.faiss_index.ntotal != n_items:
             raise BundleError(f"bundle {self.version}: FAISS index holds {self.faiss_index.ntotal} "
                               f"vectors for {n_items} items")
+        for name in FINITE_ARRAYS:
+            check_finite(name, a[name], f"bundle {self.version}")
 
 
 # --------------------------------------------------------------------------- writing
@@ -242,6 +315,8 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
     bundle.manifest["version"] = version
     bundle.manifest["schema_version"] = SCHEMA_VERSION
     bundle.manifest.setdefault("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if not isinstance(version, str) or not re.fullmatch(VERSION_PATTERN, version):
+        raise BundleError(f"publish: version {version!r} is not a folder name ({VERSION_PATTERN})")
     bundle.validate()
 
     tmp = versions / f".incoming-{version}"
@@ -278,6 +353,7 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
             if bundle.reranker_onnx is not None:
                 write(RERANKER, lambda f: f.write(bundle.reranker_onnx))
             bundle.manifest["files"] = {name: sealed[name].result() for name in sorted(sealed)}
+        check_manifest(bundle.manifest, f"publish {version}")
         manifest_bytes = json.dumps(bundle.manifest, indent=2, sort_keys=True, default=_json_default)
         _write_file(tmp / MANIFEST, lambda f: f.write(manifest_bytes.encode()))
         _fsync_dir(tmp)
@@ -334,35 +410,53 @@ def current_version(models_dir: str | Path) -> str | None:
 
 
 def resolve(models_dir_or_bundle: str | Path) -> Path:
-    """Accept MODELS_DIR (follow CURRENT) or a bundle directory itself."""
+    """Accept MODELS_DIR (follow CURRENT) or a bundle directory itself; BundleError saying what is
+    missing (nothing published, an empty CURRENT, the version CURRENT names, a manifest)."""
     path = Path(models_dir_or_bundle)
     if (path / MANIFEST).exists():
         return path
-    version = current_version(path)
-    if version is None:
-        raise BundleError(f"no model published in {path} (no {CURRENT_FILE} file): run `mallrec train`")
-    return path / VERSIONS_DIR / version
+    if (path / CURRENT_FILE).exists():
+        version = current_version(path)
+        if version is None:
+            raise BundleError(f"{path / CURRENT_FILE} is empty: it should name a version in "
+                              f"{path / VERSIONS_DIR}")
+        return path / VERSIONS_DIR / version
+    if path.parent.name == VERSIONS_DIR:  # the folder of one version (what the reload watcher loads)
+        raise _missing_version(path) if not path.is_dir() else BundleError(f"{path}: missing manifest")
+    raise BundleError(f"no model published in {path} (no {CURRENT_FILE} file): run `mallrec train`")
+
+
+def _missing_version(path: Path) -> BundleError:
+    return BundleError(f"{path} does not exist: {CURRENT_FILE} names version {path.name!r}, which is not "
+                       f"in {path.parent} (removed, or not copied yet?)")
 
 
 def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
+    """The manifest as a mapping, once it matches :class:`Manifest` (BundleError otherwise)."""
     path = Path(bundle_dir) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError as e:
         raise BundleError(f"{path}: missing manifest") from e
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{path}: manifest is not valid JSON ({e})") from e
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(f"{path}: schema_version {manifest.get('schema_version')!r}, "
-                          f"this mallrec reads {SCHEMA_VERSION}")
+    except OSError as e:
+        raise BundleError(f"{path}: cannot read the manifest ({e.strerror})") from e
+    check_manifest(manifest, path)
     return manifest
 
 
 def load(models_dir_or_bundle: str | Path, verify: bool = True, with_index: bool = True) -> Bundle:
     """Load and validate a bundle; raise BundleError (never serve half a model)."""
     path = resolve(models_dir_or_bundle)
+    if not path.is_dir():
+        raise _missing_version(path)
     manifest = read_manifest(path)
-    files = manifest.get("files", {})
+    if path.parent.name == VERSIONS_DIR and manifest["version"] != path.name:
+        raise BundleError(f"{path}: the manifest says version {manifest['version']!r}, the folder is "
+                          f"{path.name!r} (a bundle copied under a new name? publish it with "
+                          f"`mallrec train`, or make the manifest's version the folder's name)")
+    files: dict[str, dict[str, Any]] = manifest["files"]
     if verify:
         for name, meta in files.items():
             f = path / name

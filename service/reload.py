@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from service.errors import MallrecError
 from service.model import ServingModel
-from service.model_bundle import VERSIONS_DIR, BundleError, current_version
+from service.model_bundle import CURRENT_FILE, VERSIONS_DIR, BundleError, current_version
 
 if TYPE_CHECKING:
     from service.rules.loader import LoadedRules
@@ -103,7 +103,10 @@ class BundleWatcher(Poller):
         self.rejected: str | None = None  # last version that failed: not retried until CURRENT moves
 
     async def check(self) -> bool:
-        """Load CURRENT if it names a version we do not serve yet; True when a new model went live."""
+        """Load CURRENT if it names a version we do not serve yet; True when a new model went live.
+
+        A version that fails, for whatever reason, is rejected once: logged with its reason,
+        counted through ``on_failed``, and not tried again until CURRENT names another version."""
         version = current_version(self.models_dir)
         live = self.holder.current
         if version is None or version == self.rejected or (live is not None and live.version == version):
@@ -111,13 +114,11 @@ class BundleWatcher(Poller):
         try:
             with sharing_the_gil():
                 model = await asyncio.to_thread(self.loader, self.models_dir / VERSIONS_DIR / version)
-        except BundleError as e:
-            self.rejected = version
-            log.error("rejected model bundle, still serving the previous one",
-                      extra={"version": version, "error": str(e),
-                             "serving": live.version if live else None})
-            if self.on_failed is not None:
-                await self.on_failed(version, e)
+            if model.version != version:  # a loader that does not check the folder name itself
+                raise BundleError(f"{self.models_dir / VERSIONS_DIR / version}: the manifest says version "
+                                  f"{model.version!r}, {CURRENT_FILE} names {version!r}")
+        except Exception as e:  # a bundle that cannot load is rejected, whatever the error
+            await self._reject(version, e)
             return False
         self.holder.swap(model)
         self.rejected = None
@@ -126,6 +127,18 @@ class BundleWatcher(Poller):
         if self.on_loaded is not None:
             await self.on_loaded(model)
         return True
+
+    async def _reject(self, version: str, error: Exception) -> None:
+        """Remember, log once (a traceback only for an error that is not a known bad bundle), count."""
+        self.rejected = version
+        live = self.holder.current
+        known = isinstance(error, BundleError)
+        log.error("rejected model bundle, still serving the previous one",
+                  exc_info=None if known else error,
+                  extra={"version": version, "serving": live.version if live else None,
+                         "error": str(error) if known else f"{type(error).__name__}: {error}"})
+        if self.on_failed is not None:
+            await self.on_failed(version, error)
 
 
 class RulesWatcher(Poller):
