@@ -1,9 +1,10 @@
 """Composition root: the one place that builds and wires the service's parts.
 
-    settings -> state store (Redis, or embedded Redis) -> model holder + bundle watcher (the model
-             and its re-ranker, built in the reload thread)
+    settings -> state store (Redis, or embedded Redis; it appends the event log's stream)
+             -> model holder + bundle watcher (the model and its re-ranker, built in the reload thread)
              -> slot registry (built-in, or the rules file + rules watcher) -> Recommender (use cases)
              -> gRPC servicer + health + reflection -> metrics endpoint
+             -> the event-log sink (stream -> Parquet), when this process runs it
 
 Tests inject fakes here (``state=``, ``clock=``, ``registry=``) and get a real server on a free port;
 ``clock`` is also how tests move the service's day (frequency caps, pins' date ranges).
@@ -29,6 +30,7 @@ from prometheus_client import Counter, Gauge, Info
 from service.api.gen.mallrec.v1 import recommender_pb2 as pb
 from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
 from service.errors import MallrecError
+from service.eventlog.sink import Sink, SinkMetrics
 from service.grpc_api import RecommenderServicer
 from service.metrics import Metrics
 from service.model import ServingModel
@@ -41,6 +43,7 @@ from service.slots import SlotRegistry, default_registry
 from service.state.embedded import EmbeddedRedis
 from service.state.port import StateStore
 from service.state.redis_store import RedisStateStore
+from service.validation import TrackLimits
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name  # mallrec.v1.Recommender
@@ -63,7 +66,10 @@ class App:
     server: grpc.aio.Server | None = None
     embedded: EmbeddedRedis | None = None
     rules_watcher: RulesWatcher | None = None
+    sink: Sink | None = None  # the event-log sink, when this process runs it (`serve --log`)
     port: int = 0
+    _sink_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _sink_task: asyncio.Task[None] | None = None
 
     @property
     def target(self) -> str:
@@ -95,6 +101,10 @@ class App:
         self.watcher.start()
         if self.rules_watcher is not None:
             self.rules_watcher.start()
+        if self.sink is not None:
+            self._sink_task = asyncio.get_running_loop().create_task(self.sink.run(self._sink_stop))
+        if isinstance(self.state, RedisStateStore):
+            await self._warn_without_persistence(self.state)
         registry = self.slots.current
         log.info("mallrec serving", extra={"address": self.target, "model": self.model_version,
                                            "slots": registry.names() if registry else [],
@@ -115,12 +125,22 @@ class App:
             await self.rules_watcher.stop()
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace if grace is None else grace)
-        await self.recommender.drain()
+        await self.recommender.drain()  # served items (and their log records) written to Redis
+        if self._sink_task is not None:  # then the sink writes the stream up to now to Parquet
+            self._sink_stop.set()
+            await self._sink_task
         await self.state.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.close)
         await asyncio.to_thread(self.metrics.close)
         log.info("mallrec stopped")
+
+    async def _warn_without_persistence(self, state: RedisStateStore) -> None:
+        persistence = await state.persistence()
+        if persistence == "none":
+            log.warning("Redis keeps nothing on disk (no AOF, no RDB snapshots): events TrackEvents "
+                        "acknowledged are lost if Redis restarts before the sink writes them; turn on "
+                        "appendonly", extra={"url": state.safe_url})
 
     async def serve_until_signal(self) -> None:
         """Serve until SIGTERM or SIGINT, then stop gracefully."""
@@ -148,12 +168,13 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
         rules = load_rules(settings.rules_path)  # first, so a bad file stops the start before anything runs
         registry = rules.registry
     embedded = None
+    url = settings.redis_url
     if state is None:
-        url = settings.redis_url
         if url is None:
-            embedded = EmbeddedRedis()
+            embedded = EmbeddedRedis(settings.embedded_redis_file)
             url = embedded.url
         state = RedisStateStore(url, prefix=settings.redis_prefix, max_events=settings.max_events,
+                                log_maxlen=settings.log_maxlen if settings.event_log else 0,
                                 events_ttl=int(settings.events_ttl_days * 86400),
                                 impressions_ttl=int(settings.impressions_ttl_days * 86400),
                                 timeout=settings.redis_timeout, retry_after=settings.redis_retry_after,
@@ -182,10 +203,17 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
     watcher = BundleWatcher(settings.models_dir, models, interval=settings.reload_interval,
                             loader=load_model, on_loaded=on_loaded, on_failed=on_failed)
     recommender = Recommender(models, slots, state, max_count=settings.max_count,
-                              record_served=settings.record_served, clock=clock)
+                              record_served=settings.record_served, log_served=settings.event_log,
+                              track_limits=TrackLimits(settings.max_track_events), clock=clock)
+    sink = None
+    if settings.log_dir is not None:
+        if url is None:
+            raise MallrecError("--log needs the service's Redis (--redis-url, or the embedded one)")
+        sink = Sink(url, settings.log_dir, prefix=settings.redis_prefix,
+                    metrics=SinkMetrics(metrics.registry))
     return App(settings=settings, metrics=metrics, models=models, slots=slots, state=state,
                recommender=recommender, watcher=watcher, health=health, embedded=embedded,
-               rules_watcher=rules_watcher)
+               rules_watcher=rules_watcher, sink=sink)
 
 
 def load_model(path: Path) -> ServingModel:

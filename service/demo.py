@@ -40,7 +40,10 @@ async def run_demo(console: Console, *, data: Path | None, models: Path, port: i
         console.print(f"serving the model already in {models} (version {current_version(models)}); "
                       f"pass --data DIR to train on your own files")
     logs.configure("WARNING")  # keep the screen for the tables; `mallrec serve` logs JSON at INFO
-    settings = Settings.load(models_dir=models, port=port, redis_url=redis_url, drain_seconds=0)
+    # the loop's files beside the models: the event log, and the embedded Redis's append-only file
+    settings = Settings.load(models_dir=models, port=port, redis_url=redis_url, drain_seconds=0,
+                             log_dir=models.parent / "log",
+                             embedded_redis_file=models.parent / "redis" / "mallrec.rdb")
     app = await build(settings).start()
     try:
         await _show(console, app)
@@ -51,7 +54,9 @@ async def run_demo(console: Console, *, data: Path | None, models: Path, port: i
         await app.stop(grace=0)
         return
     console.rule("serving")
-    console.print(f"mallrec is serving on [bold]{app.target}[/] (Ctrl-C to stop). Try:\n"
+    log_dir = app.settings.log_dir
+    console.print(f"mallrec is serving on [bold]{app.target}[/] (Ctrl-C to stop); the event log is written "
+                  f"to {log_dir} (`mallrec report --log {log_dir}`). Try:\n"
                   f"  mallrec recommend --target {app.target} --member {_members(app)[0]} --slot check_in\n"
                   f"  mallrec recommend --target {app.target} --member {_members(app)[0]} --page")
     await app.serve_until_signal()

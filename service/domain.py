@@ -76,6 +76,17 @@ class Event:
     ts: int
     slot: str = ""
     request_id: str = ""
+    event_id: str = ""  # the frontend's id (a resend with the same id is a duplicate); derived when empty
+    quantity: int = 1
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What TrackEvents stored: ``new`` events, and ``duplicates`` seen before (not stored again)."""
+
+    new: int
+    duplicates: int
+    new_by_event: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

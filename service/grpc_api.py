@@ -102,12 +102,15 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     async def TrackEvents(self, request: pb.TrackEventsRequest, context: grpc.aio.ServicerContext
                           ) -> pb.TrackEventsResponse:
         async def call() -> pb.TrackEventsResponse:
-            events = [Event(e.member_id, e.item_id, e.event, e.ts, e.slot, e.request_id)
-                      for e in request.events]
-            accepted = await self.rec.track(events)
-            for e in events:
-                self.metrics.events.labels(e.event).inc()
-            return pb.TrackEventsResponse(accepted=accepted)
+            events = [Event(e.member_id, e.item_id, e.event, e.ts, e.slot, e.request_id, e.event_id,
+                            e.quantity) for e in request.events]
+            tracked = await self.rec.track(events)
+            for name, n in tracked.new_by_event.items():
+                self.metrics.events.labels(name).inc(n)
+            if tracked.duplicates:
+                self.metrics.duplicate_events.inc(tracked.duplicates)
+            return pb.TrackEventsResponse(accepted=len(events), new_events=tracked.new,
+                                          duplicates=tracked.duplicates)
 
         return await self._serve("TrackEvents", "-", context, call)
 

@@ -35,8 +35,11 @@ class Metrics:
                                     "1 when the live bundle's re-ranker is loaded and can score", registry=r)
         self.reload_failures = Counter("mallrec_model_reload_failures",
                                        "Published bundles rejected at load", registry=r)
-        self.events = Counter("mallrec_tracked_events", "Events received by TrackEvents", ["event"],
-                              registry=r)
+        self.events = Counter("mallrec_tracked_events", "Events TrackEvents stored (new, not resent)",
+                              ["event"], registry=r)
+        self.duplicate_events = Counter("mallrec_duplicate_events",
+                                        "Events TrackEvents recognised as resends (same event id within "
+                                        "a day) and did not store again", registry=r)
 
     def close(self) -> None:
         """Stop the HTTP endpoint (if serving)."""

@@ -20,7 +20,6 @@ import numpy as np
 from service.candidates import candidates
 from service.candidates.similar import neighbours
 from service.domain import (
-    TRACKED_EVENTS,
     Context,
     Event,
     InvalidArgument,
@@ -30,7 +29,10 @@ from service.domain import (
     PageRequest,
     PageResult,
     ServedItem,
+    SlotResult,
+    Tracked,
 )
+from service.eventlog.schema import LogRecord, encode
 from service.filters.on_shelf import OnShelf
 from service.filters.stock import InStock
 from service.model import ServingModel
@@ -39,6 +41,14 @@ from service.profile import MemberProfile
 from service.reload import Holder
 from service.slots import SlotRegistry
 from service.state.port import StateStore
+from service.validation import (
+    TrackLimits,
+    check_context,
+    check_id,
+    check_page_size,
+    checked_events,
+    quote,
+)
 
 log = logging.getLogger(__name__)
 PIPELINE_RESERVE = 0.01  # seconds of a deadline kept for the pipeline after the state read
@@ -46,13 +56,16 @@ PIPELINE_RESERVE = 0.01  # seconds of a deadline kept for the pipeline after the
 
 class Recommender:
     def __init__(self, models: Holder[ServingModel], slots: Holder[SlotRegistry], state: StateStore, *,
-                 max_count: int = 100, record_served: bool = True,
+                 max_count: int = 100, record_served: bool = True, log_served: bool = False,
+                 track_limits: TrackLimits = TrackLimits(),
                  clock: Callable[[], float] = time.time) -> None:
         self.models = models
         self.slots = slots
         self.state = state
         self.max_count = max_count
         self.record_served = record_served
+        self.log_served = log_served  # served items become event-log records (the store appends them)
+        self.track_limits = track_limits
         self.clock = clock
 
     # ------------------------------------------------------------------ use cases
@@ -63,6 +76,7 @@ class Recommender:
         registry = self.slots.current or SlotRegistry()
         self._check_page(req, registry, single)
         model = self._model()
+        request_id = req.request_id or uuid.uuid4().hex
         now = self.clock()
         state = await self._read_state(req.member_id, now, time_left, registry.impression_days)
         profile = MemberProfile(model, req.member_id, state, now)
@@ -77,16 +91,16 @@ class Recommender:
             results.append(result)
         served = [i.item_id for r in results for i in r.items]
         if self.record_served and served and not state.degraded:
-            await self.state.record_served(req.member_id, served, now)  # queues: no I/O awaited
+            records = served_records(req.member_id, request_id, results, now, model.version,
+                                     registry.version) if self.log_served else ()
+            await self.state.record_served(req.member_id, served, now, records)  # queues: no I/O awaited
         skipped = (("state_store",) if state.degraded else ()) + tuple(
             dict.fromkeys(part for r in results for part in r.degraded))  # e.g. "rerank"
-        return PageResult(results, model.version, registry.version, bool(skipped),
-                          req.request_id or uuid.uuid4().hex, skipped)
+        return PageResult(results, model.version, registry.version, bool(skipped), request_id, skipped)
 
     async def similar_items(self, item_id: str, count: int) -> tuple[list[ServedItem], str]:
         """Neighbours of one item that can be bought now (in stock, on shelf)."""
-        if not item_id:
-            raise InvalidArgument("item_id", "must not be empty")
+        check_id("item_id", item_id)
         self._check_count("count", count)
         model = self._model()
         seed = model.item_index.get(item_id)
@@ -100,23 +114,11 @@ class Recommender:
         return [ServedItem(str(model.item_ids[c.item]), round(c.score, 6), c.source, tuple(c.reasons))
                 for c in kept], model.version
 
-    async def track(self, events: Sequence[Event]) -> int:
-        """Validate then store all events in one round trip (all or none)."""
-        now = int(self.clock())
-        checked = []
-        for i, ev in enumerate(events):
-            for name in ("member_id", "item_id"):
-                if not getattr(ev, name):
-                    raise InvalidArgument(f"events[{i}].{name}", "must not be empty")
-            if ev.event not in TRACKED_EVENTS:
-                raise InvalidArgument(f"events[{i}].event", f"unknown event {ev.event!r}; "
-                                      f"expected one of {', '.join(TRACKED_EVENTS)}")
-            if ev.ts < 0:
-                raise InvalidArgument(f"events[{i}].ts", "must be seconds since the epoch, or 0 for now")
-            checked.append(ev if ev.ts else Event(ev.member_id, ev.item_id, ev.event, now, ev.slot,
-                                                  ev.request_id))
-        await self.state.record_events(checked)
-        return len(checked)
+    async def track(self, events: Sequence[Event]) -> Tracked:
+        """Check every event, then store the batch in one round trip (all or none); resends of events
+        stored within the last day come back as duplicates (a retry is always safe)."""
+        checked = checked_events(events, int(self.clock()), self.track_limits)
+        return await self.state.record_events(checked)
 
     def knows_slot(self, slot: str) -> bool:
         registry = self.slots.current
@@ -137,16 +139,21 @@ class Recommender:
     def _check_page(self, req: PageRequest, registry: SlotRegistry, single: bool) -> None:
         if not req.member_id.strip():
             raise InvalidArgument("member_id", "must not be empty")
+        check_id("member_id", req.member_id)
+        check_id("request_id", req.request_id, required=False)
         if not req.slots:
             raise InvalidArgument("slots", "ask for at least one slot")
+        check_page_size(len(req.slots))
+        check_context(req.context)
         seen: set[str] = set()
         for i, ask in enumerate(req.slots):
             where = "" if single else f"slots[{i}]."
+            check_id(f"{where}slot", ask.slot)
             if registry.get(ask.slot) is None:
-                raise InvalidArgument(f"{where}slot", f"unknown slot {ask.slot!r}; known: "
+                raise InvalidArgument(f"{where}slot", f"unknown slot {quote(ask.slot)}; known: "
                                       f"{', '.join(registry.names()) or 'none'}")
             if ask.slot in seen:
-                raise InvalidArgument(f"{where}slot", f"slot {ask.slot!r} asked twice")
+                raise InvalidArgument(f"{where}slot", f"slot {quote(ask.slot)} asked twice")
             seen.add(ask.slot)
             self._check_count(f"{where}count", ask.count)
 
@@ -168,3 +175,23 @@ class Recommender:
             log.warning("state read skipped: the request's deadline is too close",
                         extra={"member_id": member_id, "time_left": time_left})
             return OnlineState.unavailable()
+
+
+#: Reason kinds that name a merchandiser's rule (the log's ``rules`` column, ``report --by rule``).
+_RULE_KINDS = frozenset({"rule", "boost"})
+
+
+def served_records(member_id: str, request_id: str, results: Sequence[SlotResult], now: float,
+                   model_version: str, rules_version: str) -> list[str]:
+    """One encoded event-log record per served item: slot, position, source and the rules that
+    placed it. Ids are unique per page even when a client reuses its request ids."""
+    page = uuid.uuid4().hex[:16]
+    ts = int(now)
+    return [encode(LogRecord(f"s-{page}-{k}-{pos}", member_id, item.item_id, "served", ts, 1, r.slot, pos,
+                             request_id, item.source, model_version, rules_version,
+                             rules=_rules_of(item)))
+            for k, r in enumerate(results) for pos, item in enumerate(r.items)]
+
+
+def _rules_of(item: ServedItem) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(x.step for x in item.reasons if x.kind in _RULE_KINDS))

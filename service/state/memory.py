@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from service.domain import Event, OnlineState, StateUnavailable
+from service.domain import Event, OnlineState, StateUnavailable, Tracked
+from service.eventlog import schema
 from service.state.keys import SEEN, SERVED, day_of, impressions_from_hash, past_days
+from service.validation import derived_id
 
 
 class InMemoryStateStore:
@@ -18,6 +20,8 @@ class InMemoryStateStore:
         self.events: dict[str, list[Event]] = defaultdict(list)  # newest first
         self.impressions: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)  # (member, day)
         self.fail = False
+        self.seen_ids: set[tuple[str, str]] = set()  # (member, event id): resends are duplicates
+        self.log: list[str] = []  # encoded event-log records, as the Redis store appends them
 
     async def read(self, member_id: str, now: float, days: int = 1) -> OnlineState:
         if self.fail:
@@ -27,21 +31,32 @@ class InMemoryStateStore:
                            impressions_from_hash(self.impressions.get((member_id, day_of(now)), {})),
                            past_impressions=past)
 
-    async def record_events(self, events: Sequence[Event]) -> None:
+    async def record_events(self, events: Sequence[Event]) -> Tracked:
         if self.fail:
             raise StateUnavailable("state store is down (fake)")
+        new, by_event = 0, {}
         for ev in events:
+            key = (ev.member_id, ev.event_id or derived_id(ev))
+            if key in self.seen_ids:
+                continue
+            self.seen_ids.add(key)
+            new += 1
+            by_event[ev.event] = by_event.get(ev.event, 0) + 1
+            self.log.append(schema.encode(schema.log_record(ev)))
             if ev.event == "impression":
                 self._count(ev.member_id, SEEN + ev.item_id, ev.ts)
             else:
                 lst = self.events[ev.member_id]
                 lst.insert(0, ev)
                 del lst[self.max_events:]
+        return Tracked(new, len(events) - new, by_event)
 
-    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
+    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float,
+                            records: Sequence[str] = ()) -> None:
         if not self.fail:
             for item in item_ids:
                 self._count(member_id, SERVED + item, now)
+            self.log += records
 
     def _count(self, member_id: str, field_name: str, ts: float) -> None:
         day = self.impressions[(member_id, day_of(ts))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from service.domain import Event, OnlineState
+from service.domain import Event, OnlineState, Tracked
 
 
 class StateStore(Protocol):
@@ -15,12 +15,16 @@ class StateStore(Protocol):
         ``OnlineState.unavailable()`` (degraded)."""
         ...
 
-    async def record_events(self, events: Sequence[Event]) -> None:
-        """Store behaviour and impression events; raises StateUnavailable when it cannot."""
+    async def record_events(self, events: Sequence[Event]) -> Tracked:
+        """Store behaviour and impression events whose ``event_id`` was not stored in the last day, and
+        append them to the event log, all or none; raises StateUnavailable when it cannot (the caller
+        may resend: stored events come back as duplicates)."""
         ...
 
-    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
-        """Count served items as impressions (best effort: never raises). Awaited inside the request,
+    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float,
+                            records: Sequence[str] = ()) -> None:
+        """Count served items as impressions and log their ``records`` (encoded event-log records;
+        best effort: never raises). Awaited inside the request,
         so it must not wait on I/O: a store with a round trip queues the items here (write-behind),
         merges what it has not written yet into ``read`` and writes it in ``flush``."""
         ...

@@ -27,41 +27,89 @@ import asyncio
 import logging
 import re
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from service.domain import Event, OnlineState, StateUnavailable
+from service.domain import Event, OnlineState, StateUnavailable, Tracked
+from service.eventlog import schema
+from service.eventlog.schema import log_record
 from service.state.keys import (
     SEEN,
     SERVED,
     day_of,
     decode_event,
     encode_event,
+    event_ids_key,
     events_key,
     impressions_from_hash,
     impressions_key,
+    log_stream_key,
     past_days,
 )
 from service.state.served_buffer import ServedBuffer, grouped
+from service.validation import derived_id
 
 log = logging.getLogger(__name__)
 _ERRORS = (redis.RedisError, OSError, TimeoutError)
-#: A flush's pages in one EVALSHA: per key, HINCRBY {kind}{item} by its count, then EXPIRE.
-#: ARGV = ttl, field prefix, then per key: n, item_1, count_1, ..., item_n, count_n.
+#: An event id is remembered in its arrival day's set, and a resend is checked against today's and
+#: yesterday's: recognised for at least 24 hours. The set lives until its next day is over.
+_IDS_TTL = 2 * 86400
+#: A flush's pages in one EVALSHA: per key, HINCRBY {kind}{item} by its count, then EXPIRE; then the
+#: pages' event-log records onto the stream (KEYS[1]) when ARGV[3] (MAXLEN) is above 0.
+#: ARGV = ttl, field prefix, maxlen, m, record_1..record_m, then per key: n, item_1, count_1, ...
 #: (A pipeline of HINCRBYs costs the event loop ~20 us of packing and parsing per item.)
 _COUNT_SERVED = """
-local a = 3
-for k = 1, #KEYS do
+local maxlen = tonumber(ARGV[3])
+local m = tonumber(ARGV[4])
+for r = 1, m do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'r', ARGV[4 + r])
+end
+local a = 5 + m
+for k = 2, #KEYS do
   local n = tonumber(ARGV[a])
   for i = 1, n do redis.call('HINCRBY', KEYS[k], ARGV[2] .. ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
   redis.call('EXPIRE', KEYS[k], ARGV[1])
   a = a + 1 + 2 * n
 end
 return #KEYS
+"""
+
+#: TrackEvents in one EVALSHA, so a batch is applied whole or not at all, and a resend is safe: an
+#: event whose id is in the member's id set of today or yesterday is a duplicate and changes nothing;
+#: a new one is pushed to the member's recent events (or counted as an impression) and appended to
+#: the event log (KEYS[1], when ARGV[5] MAXLEN is above 0). Per event: KEYS ids today, ids yesterday,
+#: target; ARGV id, kind ('b' behaviour / 'i' impression), payload, log record.
+#: Returns {new, duplicates, one '1'/'0' per event}.
+_TRACK = """
+local ids_ttl, max_events, events_ttl, imp_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local maxlen, n = tonumber(ARGV[5]), tonumber(ARGV[6])
+local new, dup, flags = 0, 0, {}
+for i = 1, n do
+  local k, a = 2 + 3 * (i - 1), 7 + 4 * (i - 1)
+  local id = ARGV[a]
+  if redis.call('SISMEMBER', KEYS[k + 1], id) == 1 or redis.call('SADD', KEYS[k], id) == 0 then
+    dup = dup + 1
+    flags[i] = '0'
+  else
+    redis.call('EXPIRE', KEYS[k], ids_ttl)
+    if ARGV[a + 1] == 'b' then
+      redis.call('LPUSH', KEYS[k + 2], ARGV[a + 2])
+      redis.call('LTRIM', KEYS[k + 2], 0, max_events - 1)
+      redis.call('EXPIRE', KEYS[k + 2], events_ttl)
+    else
+      redis.call('HINCRBY', KEYS[k + 2], ARGV[a + 2], 1)
+      redis.call('EXPIRE', KEYS[k + 2], imp_ttl)
+    end
+    if maxlen > 0 then redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'r', ARGV[a + 3]) end
+    new = new + 1
+    flags[i] = '1'
+  end
+end
+return {new, dup, table.concat(flags)}
 """
 
 
@@ -81,8 +129,13 @@ class RedisStateStore:
                  timeout: float = 0.1, retry_after: float = 1.0, open_after: int = 3,
                  on_error: Callable[[str], None] = lambda op: None, flush_interval: float = 0.005,
                  flush_at: int = 64, max_pending: int = 10_000,
-                 on_drop: Callable[[int], None] = lambda n: None, scripted_read: bool = True) -> None:
+                 on_drop: Callable[[int], None] = lambda n: None, scripted_read: bool = True,
+                 log_maxlen: int = 0, write_timeout: float = 2.0) -> None:
         self.url = url
+        # The event log: TrackEvents' new events and the served items are appended to the stream
+        # (capped near ``log_maxlen`` entries; 0: no log) in the same round trip as the state writes.
+        self.log_maxlen = log_maxlen
+        self.log_key = log_stream_key(prefix)
         # False: read with plain LRANGE / HGETALL, for a reader that may not run scripts (a read-only
         # user or replica: `rules preview --redis-url`); the server writes with a script anyway.
         self.scripted_read = scripted_read
@@ -104,7 +157,13 @@ class RedisStateStore:
         self.client = redis.from_url(url, decode_responses=True, socket_timeout=timeout,
                                      socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
         self.safe_url = re.sub(r"//[^@/]*@", "//***@", url)  # never log a password
-        self._count_served = self.client.register_script(_COUNT_SERVED)
+        # Writes get their own connections with a longer socket timeout: a batch Redis is still applying
+        # when a short timeout fires would be reported as failed although it was stored.
+        self.write_timeout = max(write_timeout, timeout)
+        self.writer = redis.from_url(url, decode_responses=True, socket_timeout=self.write_timeout,
+                                     socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+        self._count_served = self.writer.register_script(_COUNT_SERVED)
+        self._track = self.writer.register_script(_TRACK)
         self._read = self.client.register_script(_READ)
         self._down_until = 0.0
         self._down = False
@@ -146,39 +205,48 @@ class RedisStateStore:
             pipe.hgetall(key)
         return await pipe.execute()
 
-    async def record_events(self, events: Sequence[Event]) -> None:
+    async def record_events(self, events: Sequence[Event]) -> Tracked:
+        """Store the events whose ``event_id`` was not seen in the last day (see ``_TRACK``)."""
         if not events:
-            return
+            return Tracked(0, 0)
         if not self._may_try():
             raise StateUnavailable("online state store unreachable: events not recorded, retry later")
-        behaviour: dict[str, list[str]] = defaultdict(list)
-        seen: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        today = day_of(time.time())
+        yesterday = day_of(time.time() - 86400)
+        keys: list[str] = [self.log_key]
+        args: list[str | int] = [_IDS_TTL, self.max_events, self.events_ttl,
+                                 self.impressions_ttl, self.log_maxlen, len(events)]
         for ev in events:
+            m = ev.member_id
             if ev.event == "impression":
-                seen[impressions_key(self.prefix, ev.member_id, day_of(ev.ts))].append((ev.item_id, SEEN))
+                target, kind, payload = impressions_key(self.prefix, m, day_of(ev.ts)), "i", SEEN + ev.item_id
             else:
-                behaviour[ev.member_id].append(encode_event(ev))
-        pipe = self.client.pipeline(transaction=False)
-        for member_id, encoded in behaviour.items():
-            key = events_key(self.prefix, member_id)
-            pipe.lpush(key, *encoded)  # pushed one by one: the last event sent ends up first
-            pipe.ltrim(key, 0, self.max_events - 1)
-            pipe.expire(key, self.events_ttl)
-        self._count_into(pipe, seen)
+                target, kind, payload = events_key(self.prefix, m), "b", encode_event(ev)
+            keys += (event_ids_key(self.prefix, m, today), event_ids_key(self.prefix, m, yesterday), target)
+            record = schema.encode(log_record(ev)) if self.log_maxlen else ""
+            args += (ev.event_id or derived_id(ev), kind, payload, record)
         try:
-            async with asyncio.timeout(self.timeout * 2):
-                await pipe.execute()
+            async with asyncio.timeout(self.write_timeout):
+                new, dup, flags = await self._track(keys=keys, args=args)
         except _ERRORS as e:
             self._failed("write", e)
-            raise StateUnavailable("online state store unreachable: events not recorded, "
-                                   "retry later") from e
+            raise StateUnavailable("online state store unreachable or too slow: events may not be "
+                                   "recorded; retry with the same events (resends are recognised)") from e
         self._ok()
+        by_event: dict[str, int] = {}
+        for ev, flag in zip(events, flags, strict=True):
+            if flag == "1":
+                by_event[ev.event] = by_event.get(ev.event, 0) + 1
+        return Tracked(int(new), int(dup), by_event)
 
-    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float) -> None:
-        """Queue the page's items; the next flush writes them (see the module docstring)."""
+    async def record_served(self, member_id: str, item_ids: Sequence[str], now: float,
+                            records: Sequence[str] = ()) -> None:
+        """Queue the page's items (and their encoded event-log records); the next flush writes them
+        (see the module docstring)."""
         if not item_ids:
             return
-        dropped = self._served.add(member_id, day_of(now), tuple(item_ids))
+        dropped = self._served.add(member_id, day_of(now), tuple(item_ids),
+                                   tuple(records) if self.log_maxlen else ())
         if dropped:
             self.on_drop(dropped)
         self._schedule()
@@ -200,6 +268,19 @@ class RedisStateStore:
     async def close(self) -> None:
         await self.flush()
         await self.client.aclose()
+        await self.writer.aclose()
+
+    async def persistence(self) -> str | None:
+        """"aof", "rdb" or "none": what Redis keeps on disk; None when it may not be asked (CONFIG)."""
+        try:
+            async with asyncio.timeout(1.0):
+                aof = await self.client.config_get("appendonly")
+                save = await self.client.config_get("save")
+        except _ERRORS:
+            return None
+        if aof.get("appendonly") == "yes":
+            return "aof"
+        return "rdb" if save.get("save") else "none"
 
     async def ping(self) -> bool:
         try:
@@ -243,14 +324,17 @@ class RedisStateStore:
     async def _flush_batch(self) -> None:
         batch = self._served.take(self.flush_at * 8)  # bounds one script's time inside Redis
         try:
-            keys, args = [], [self.impressions_ttl, SERVED]
+            records = [r for entry in batch for r in entry[3]]
+            keys: list[str] = [self.log_key]
+            args: list[str | int] = [self.impressions_ttl, SERVED, self.log_maxlen if records else 0,
+                                     len(records), *records]
             for key, counts in grouped(batch, self._key).items():
                 keys.append(key)
                 args.append(len(counts))
                 for item, n in counts.items():
                     args += (item, n)
             try:
-                async with asyncio.timeout(self.timeout * 2):
+                async with asyncio.timeout(self.write_timeout):
                     await self._count_served(keys=keys, args=args)
             except _ERRORS as e:
                 self._failed("served", e)
@@ -268,12 +352,6 @@ class RedisStateStore:
 
 
     # ------------------------------------------------------------------ helpers
-
-    def _count_into(self, pipe: redis.client.Pipeline, counts: dict[str, list[tuple[str, str]]]) -> None:
-        for key, fields in counts.items():
-            for item, kind in fields:
-                pipe.hincrby(key, kind + item, 1)
-            pipe.expire(key, self.impressions_ttl)
 
     def _may_try(self) -> bool:
         return time.monotonic() >= self._down_until

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections import Counter, deque
 
-Entry = tuple[str, str, tuple[str, ...]]  # (member id, day, served item ids)
+#: (member id, day, served item ids, their event-log records: encoded, or none when the log is off)
+Entry = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 
 
 class ServedBuffer:
@@ -24,14 +25,14 @@ class ServedBuffer:
     def __len__(self) -> int:
         return len(self.queue)
 
-    def add(self, member_id: str, day: str, items: tuple[str, ...]) -> int:
+    def add(self, member_id: str, day: str, items: tuple[str, ...], records: tuple[str, ...] = ()) -> int:
         """Queue one page; returns how many served items were dropped to stay within bounds."""
         dropped = 0
         while len(self.queue) >= self.max_pages:
             old = self.queue.popleft()
             self._forget(old)
             dropped += len(old[2])
-        self.queue.append((member_id, day, items))
+        self.queue.append((member_id, day, items, records))
         self.pending.setdefault((member_id, day), Counter()).update(items)
         return dropped
 
@@ -66,6 +67,6 @@ class ServedBuffer:
 def grouped(batch: list[Entry], key_of) -> dict[str, Counter[str]]:  # type: ignore[no-untyped-def]
     """Redis key -> item -> count: one batch's pages merged (a member served twice is one key)."""
     out: dict[str, Counter[str]] = {}
-    for member_id, day, items in batch:
+    for member_id, day, items, _records in batch:
         out.setdefault(key_of(member_id, day), Counter()).update(items)
     return out

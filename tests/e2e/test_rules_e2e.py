@@ -187,7 +187,8 @@ start = {tomorrow}
             await app.recommender.drain()  # served items are counted in Redis in the background
             capped = first[0]
             await stub.TrackEvents(pb.TrackEventsRequest(events=[  # the frontend reports 2 impressions
-                pb.Event(member_id=member, item_id=capped, event="impression", slot="check_in")] * 2))
+                pb.Event(member_id=member, item_id=capped, event="impression", slot="check_in",
+                         event_id=f"v{k}") for k in range(2)]))
             # impressions = max(served 1, reported 2) = 2: the cap is reached, in every slot
             for slot in ("check_in", "delivery", "gold_corner"):
                 again = [i.item_id for i in (await ask(stub, member, slot, 20)).items]

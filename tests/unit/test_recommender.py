@@ -90,7 +90,7 @@ def test_tracked_purchase_changes_the_next_answer() -> None:
     rec = make(store)
     before = ask(rec, "m003", (SlotAsk("check_in", 10),)).slots[0].items
     target = before[0].item_id
-    assert asyncio.run(rec.track([Event("m003", target, "purchase", 0)])) == 1
+    assert asyncio.run(rec.track([Event("m003", target, "purchase", 0)])).new == 1
     assert store.events["m003"][0].ts == NOW  # ts 0 means now
     after = [i.item_id for i in ask(rec, "m003", (SlotAsk("check_in", 10),)).slots[0].items]
     assert target not in after and after != [i.item_id for i in before]

@@ -59,7 +59,7 @@ def test_a_reply_made_late_by_our_own_stalled_loop_does_not_open_the_breaker() -
     """A model loading beside the requests can stall the event loop past the store's timeout while
     Redis is fine: that call fails, the next ones must not be refused (they were, for a whole second)."""
     with RedisProcess() as server:
-        store = RedisStateStore(server.url, timeout=0.02, retry_after=5.0)
+        store = RedisStateStore(server.url, timeout=0.02, retry_after=5.0, write_timeout=0.04)
 
         async def go() -> None:
             await store.record_events([Event("m1", "i1", "view", NOW)])  # connected

@@ -71,7 +71,7 @@ def test_many_pages_go_in_one_write_and_reads_do_not_count_them_twice() -> None:
             await store.record_served(f"m{k % 5}", ["a", "b"], NOW)
         assert (await store.read("m1", NOW)).impressions == {"a": 4, "b": 4}  # merged, not written yet
         await asyncio.sleep(0.1)
-        assert len(calls) == 1 and len(calls[0]["keys"]) == 5
+        assert len(calls) == 1 and len(calls[0]["keys"]) == 1 + 5  # the log's stream, then 5 members
         assert not store._served.pending
         assert (await store.read("m1", NOW)).impressions == {"a": 4, "b": 4}  # from Redis only
         await store.close()

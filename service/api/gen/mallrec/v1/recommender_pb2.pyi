@@ -127,20 +127,24 @@ class SimilarItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("member_id", "item_id", "event", "ts", "slot", "request_id")
+    __slots__ = ("member_id", "item_id", "event", "ts", "slot", "request_id", "event_id", "quantity")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     item_id: str
     event: str
     ts: int
     slot: str
     request_id: str
-    def __init__(self, member_id: _Optional[str] = ..., item_id: _Optional[str] = ..., event: _Optional[str] = ..., ts: _Optional[int] = ..., slot: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    event_id: str
+    quantity: int
+    def __init__(self, member_id: _Optional[str] = ..., item_id: _Optional[str] = ..., event: _Optional[str] = ..., ts: _Optional[int] = ..., slot: _Optional[str] = ..., request_id: _Optional[str] = ..., event_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
 
 class TrackEventsRequest(_message.Message):
     __slots__ = ("events",)
@@ -149,7 +153,11 @@ class TrackEventsRequest(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
 
 class TrackEventsResponse(_message.Message):
-    __slots__ = ("accepted",)
+    __slots__ = ("accepted", "new_events", "duplicates")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    NEW_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     accepted: int
-    def __init__(self, accepted: _Optional[int] = ...) -> None: ...
+    new_events: int
+    duplicates: int
+    def __init__(self, accepted: _Optional[int] = ..., new_events: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,95 @@
+"""The sink's files: each batch of stream entries becomes one Parquet file per day, written atomically,
+then a checkpoint names the batch's last stream id.
+
+A batch is committed in this order: every day's file is written under a temporary name and fsynced,
+then renamed into place (``part-<first id>_<last id>.parquet``), the folders are fsynced, and only
+then the checkpoint moves to the batch's last id. The sink acknowledges the entries in Redis after
+that. So after a crash:
+
+- files whose first id is above the checkpoint belong to a batch that was not committed: they are
+  removed, and the batch is written again from the entries Redis still holds as pending;
+- pending entries at or below the checkpoint are in files already: they are acknowledged, not
+  written again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from service.eventlog.schema import LogRecord, day, partition_dir, to_table
+
+STATE_DIR = "_sink"
+START = "0-0"
+
+
+def sid(stream_id: str) -> tuple[int, int]:
+    """A Redis stream id (``<ms>-<seq>``) as a comparable pair."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def read_checkpoint(log_dir: Path) -> str:
+    """The last stream id written to the log (``0-0`` when nothing was)."""
+    f = log_dir / STATE_DIR / "checkpoint"
+    return f.read_text().strip() if f.is_file() else START
+
+
+def write_checkpoint(log_dir: Path, last_id: str) -> None:
+    d = log_dir / STATE_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / ".checkpoint.tmp"
+    with open(tmp, "w") as f:
+        f.write(last_id + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, d / "checkpoint")
+    _fsync_dir(d)
+
+
+def write_batch(log_dir: Path, records: Sequence[LogRecord], first_id: str, last_id: str) -> list[Path]:
+    """One file per UTC day of the records, renamed into place only once all are fsynced."""
+    by_day: dict[str, list[LogRecord]] = defaultdict(list)
+    for r in records:
+        by_day[day(r.ts)].append(r)
+    name = f"part-{first_id}_{last_id}.parquet"
+    staged: list[tuple[Path, Path]] = []
+    for date, recs in sorted(by_day.items()):
+        folder = partition_dir(log_dir, date)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            pq.write_table(to_table(recs), f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        staged.append((tmp, folder / name))
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    for _, final in staged:
+        _fsync_dir(final.parent)
+    _fsync_dir(log_dir)
+    return [final for _, final in staged]
+
+
+def remove_uncommitted(log_dir: Path, checkpoint: str) -> list[Path]:
+    """Remove the files of a batch the checkpoint does not cover (and temporary files left by a crash)."""
+    removed = []
+    for folder in log_dir.glob("date=*"):
+        for f in folder.iterdir():
+            if f.name.endswith(".tmp") or (f.name.startswith("part-") and
+                                           sid(f.name[5:].partition("_")[0]) > sid(checkpoint)):
+                f.unlink()
+                removed.append(f)
+    return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
