@@ -49,6 +49,8 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     if reranker.meta.get("skipped"):
         steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
     als, als_fit = final.result()
+    for name in ("item_factors", "member_factors"):  # before the index and neighbours are built on them
+        mb.check_finite(name, getattr(als, name), "train")
     del half  # the first stage's ALS is not needed any more
     reranker.warm_start = None
     with steps.step("item neighbours"):

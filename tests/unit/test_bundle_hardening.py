@@ -221,3 +221,28 @@ def test_publish_validates_the_manifest_it_writes(tmp_path: Path) -> None:
     manifest = mb.Manifest.model_validate_json((path / mb.MANIFEST).read_text())
     assert manifest.version == path.name and set(manifest.files) >= {"item_factors.npy", mb.ITEMS_TABLE}
     assert mb.read_manifest(path)["version"] == path.name  # the reader hands back the plain mapping
+
+
+def test_train_refuses_to_publish_a_diverged_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.pipeline as pipeline
+    from training.config import TrainConfig
+    from training.dataset import Dataset
+    from training.events import load_dataset
+    from training.synth import generate
+
+    paths = generate(tmp_path / "data", members=60, items=40, events=1500, seed=3)
+    ds: Dataset = load_dataset(paths["events"], paths["items"], paths["members"])
+    real = pipeline.fit_final
+
+    def diverged(*args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        als, report = real(*args, **kwargs)
+        als.item_factors = als.item_factors.copy()
+        als.item_factors[5] = np.nan
+        return als, report
+
+    monkeypatch.setattr(pipeline, "fit_final", diverged)
+    config = TrainConfig.model_validate({"als": {"factors": 8, "iterations": 2},
+                                         "reranker": {"enabled": False}})
+    with pytest.raises(mb.BundleError, match="train: item_factors has 8 non-finite"):
+        pipeline.train(ds, config, tmp_path / "models")
+    assert mb.current_version(tmp_path / "models") is None
