@@ -5,8 +5,9 @@ The bundle watcher polls MODELS_DIR/CURRENT (a one-line file; publish replaces i
 rules watcher polls the rules file's mtime and size, then its content hash. A new version loads in
 a worker thread while the old one keeps serving; the swap is one attribute assignment, and a
 request reads ``holder.current`` once, so it never sees half of two. A bundle or rules file that
-fails (BundleError, RulesError) is logged, counted and remembered (not retried until it changes),
-and the old one stays.
+fails (any error loading a bundle; a RulesError, or a rules file refused as a probably truncated
+save) is logged once, counted and remembered (not retried until CURRENT or the file changes), and
+the old one stays.
 
 While a bundle loads, the interpreter hands the GIL over every 0.5 ms instead of every 5 ms
 (`sharing_the_gil`): the loader's Python-level steps then stall the event loop for ~10-25 ms at a
@@ -19,7 +20,7 @@ import asyncio
 import hashlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -143,18 +144,25 @@ class BundleWatcher(Poller):
 
 class RulesWatcher(Poller):
     """Rebuilds the slot registry when the rules file's content changes (``load`` raises MallrecError
-    for a file that cannot serve: every problem is logged, and the last good rules keep serving)."""
+    for a file that cannot serve: every problem is logged, and the last good rules keep serving).
+
+    A valid file that would drop every rule and file-defined slot, or a slot named by
+    ``recently_served`` (the slots that served requests in the last hour, as the service counts
+    them), is refused as a probably truncated save (service/rules/guard.py) unless it says
+    ``allow_removing_slots = true``; ``on_failed`` gets a ``RemovalRefused`` then."""
 
     def __init__(self, path: str | Path, holder: Holder[SlotRegistry], load: Callable[[Path], LoadedRules],
                  *, interval: float = 1.0, digest: str | None = None,
                  on_loaded: Callable[[LoadedRules], Awaitable[None]] | None = None,
-                 on_failed: Callable[[Exception], Awaitable[None]] | None = None) -> None:
+                 on_failed: Callable[[Exception], Awaitable[None]] | None = None,
+                 recently_served: Callable[[], Collection[str]] = lambda: ()) -> None:
         self.path = Path(path)
         self.holder = holder
         self.load = load
         self.interval = interval
         self.on_loaded = on_loaded
         self.on_failed = on_failed
+        self.recently_served = recently_served
         self.digest = digest  # content hash of the rules serving now
         self.rejected: str | None = None  # content hash of the last file that failed
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) last looked at
@@ -176,20 +184,31 @@ class RulesWatcher(Poller):
         digest = hashlib.sha256(data).hexdigest()
         if digest in (self.digest, self.rejected):
             return False
+        from service.rules.guard import refuse_removal
+
         try:
             loaded = await asyncio.to_thread(self.load, self.path)
+            refuse_removal(str(self.path), self.holder.current, loaded.registry, self._served())
         except MallrecError as e:
             self.rejected = digest
             await self._failed(e)
             return False
         old = self.holder.swap(loaded.registry)
         self.digest, self.rejected = loaded.digest, None
+        removed = sorted(set(old.names()) - set(loaded.registry.names())) if old else []
         log.info("rules live", extra={"rules_version": loaded.registry.version,
-                                      "previous": old.version if old else None,
+                                      "previous": old.version if old else None, "removed_slots": removed,
                                       "warnings": [p.format() for p in loaded.problems]})
         if self.on_loaded is not None:
             await self.on_loaded(loaded)
         return True
+
+    def _served(self) -> Collection[str]:
+        try:
+            return self.recently_served()
+        except Exception:  # the guard then protects what it can (everything removed) and says so
+            log.warning("cannot tell which slots served lately", exc_info=True)
+            return ()
 
     async def _failed(self, error: Exception) -> None:
         live = self.holder.current

@@ -58,6 +58,17 @@ def check(
     reg = loaded.registry
     out.print(f"{file}: valid, rules version {reg.version}; slots: {', '.join(reg.names())}; "
               f"{len(loaded.problems)} warning(s)", highlight=False, soft_wrap=True)
+    outline = loaded.outline
+    if outline.allow_removing_slots:
+        note = ("allow_removing_slots = true: a running service takes this file even when it drops "
+                "every rule or a slot that served lately; remove the line once this change is live")
+    elif outline.empty:
+        note = ("note: this file defines no rules and no slots of its own; a running service refuses it "
+                "as a probably truncated save unless it says allow_removing_slots = true at the top")
+    else:
+        note = ("reload: a running service refuses this file if it drops a slot that served in the last "
+                "hour (allow_removing_slots = true at the top lets it)")
+    out.print(note, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

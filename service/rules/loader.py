@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from service.errors import MallrecError
 from service.model import ServingModel
 from service.rules.document import Document, Path_, file_format, parse
+from service.rules.guard import RulesOutline, outline_of
 from service.rules.schema import RULE_TYPES, FileTable, Rule, SlotTable
 from service.slots import DEFAULT_SLOTS, SlotRegistry
 
@@ -71,6 +72,13 @@ class RulesConfig:
     timezone: ZoneInfo
     slots: dict[str, SlotConfig]
     about: str = ""
+    rules: int = 0  # rules in the file (every-slot and per-slot)
+    allow_removing_slots: bool = False
+
+    @property
+    def outline(self) -> RulesOutline:
+        return RulesOutline(self.rules, tuple(sorted(n for n, s in self.slots.items() if not s.builtin)),
+                            self.allow_removing_slots)
 
 
 @dataclass
@@ -79,6 +87,11 @@ class LoadedRules:
     digest: str  # sha-256 of the file's bytes
     problems: list[Problem] = field(default_factory=list)  # warnings (a loaded file has no errors)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+    @property
+    def outline(self) -> RulesOutline:
+        """What the file defines (the reload guard compares it with the serving rules')."""
+        return outline_of(self.registry)
 
 
 class Collector:
@@ -191,6 +204,8 @@ def check(doc: Document, *, model: ServingModel | None = None, now: float | None
     every = [(r, ("rules", i)) for i, raw in enumerate(top.rules)
              if (r := validate_rule(c, raw, ("rules", i), None)) is not None]
     tables = top.slots
+    n_rules = len(top.rules) + sum(len(t["rules"]) for t in tables.values()
+                                   if isinstance(t, dict) and isinstance(t.get("rules"), list))
     slots: dict[str, SlotConfig] = {}
     for name in dict.fromkeys([*DEFAULT_SLOTS, *tables]):
         path: Path_ = ("slots", name)
@@ -216,7 +231,7 @@ def check(doc: Document, *, model: ServingModel | None = None, now: float | None
     problems.sort(key=lambda p: (p.level != "error", p.line or 0))
     if any(p.level == "error" for p in problems):
         return None, problems
-    return RulesConfig(tz, slots, top.about), problems
+    return RulesConfig(tz, slots, top.about, n_rules, top.allow_removing_slots), problems
 
 
 def merge(name: str, table: SlotTable, rules: list[Rule]) -> SlotConfig | None:

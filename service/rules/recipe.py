@@ -25,6 +25,7 @@ from service.rules.catalogue_source import Catalogue
 from service.rules.checks import timestamp
 from service.rules.diversity import Diversity
 from service.rules.frequency_cap import FrequencyCap, ShownToday
+from service.rules.guard import RulesRegistry
 from service.rules.loader import RulesConfig, SlotConfig
 from service.rules.match import ItemMatcher
 from service.rules.pin import Pin
@@ -50,7 +51,6 @@ from service.rules.schema import (
 from service.slots import (
     STEPS,
     SlotRecipe,
-    SlotRegistry,
     Use,
     build_recipe,
     make_component,
@@ -124,11 +124,11 @@ def build_slot(slot: SlotConfig, tz: ZoneInfo) -> SlotRecipe:
     return replace(base, filters=(*base.filters, *by_stage["filter"]), steps=tuple(steps))
 
 
-def build_rules_registry(config: RulesConfig, version: str) -> SlotRegistry:
+def build_rules_registry(config: RulesConfig, version: str) -> RulesRegistry:
     recipes = {name: build_slot(slot, config.timezone) for name, slot in config.slots.items()}
     days = max((r.days for s in config.slots.values() for r in s.rules if isinstance(r, FrequencyCapRule)),
                default=1)
-    return SlotRegistry(recipes, version, impression_days=days)
+    return RulesRegistry(recipes, version, impression_days=days, outline=config.outline)
 
 
 def _validated(rule_type: type[Rule], build: Callable[[Any], Any]) -> Callable[..., Any]:

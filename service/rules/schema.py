@@ -274,5 +274,7 @@ class FileTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     about: StrictStr = ""
     timezone: StrictStr = "UTC"  # for pins' naive date-times and --at
+    # a reload may drop every rule and file slot, or a slot that served lately (see rules/guard.py)
+    allow_removing_slots: StrictBool = False
     rules: list[Any] = []
     slots: dict[str, Any] = {}
