@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,6 +141,24 @@ class BundleWatcher(Poller):
                          "error": str(error) if known else f"{type(error).__name__}: {error}"})
         if self.on_failed is not None:
             await self.on_failed(version, error)
+
+
+class RecentlyServed:
+    """The slots that served a request within the last ``window`` seconds: what the rules watcher's
+    ``recently_served`` asks. Call ``note(slot)`` for each slot a response served (known slots only,
+    so the table stays as small as the registry)."""
+
+    def __init__(self, window: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._last: dict[str, float] = {}
+
+    def note(self, slot: str) -> None:
+        self._last[slot] = self.clock()
+
+    def __call__(self) -> list[str]:
+        since = self.clock() - self.window
+        return sorted(slot for slot, at in self._last.items() if at >= since)
 
 
 class RulesWatcher(Poller):

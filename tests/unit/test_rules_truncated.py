@@ -163,3 +163,17 @@ def test_rules_check_says_what_a_reload_would_do(tmp_path: Path) -> None:
 
 def test_the_example_file_documents_the_switch() -> None:
     assert "# allow_removing_slots = true" in FULL
+
+
+def test_recently_served_remembers_slots_for_the_window() -> None:
+    from service.reload import RecentlyServed
+
+    now = [1000.0]
+    recent = RecentlyServed(window=3600, clock=lambda: now[0])
+    assert recent() == []
+    recent.note("cart_page")
+    now[0] += 1800
+    recent.note("check_in")
+    assert recent() == ["cart_page", "check_in"]
+    now[0] += 1801
+    assert recent() == ["check_in"]
