@@ -122,6 +122,8 @@ def sink(
     batch: Annotated[int, typer.Option(min=1, help="Records per batch at most (one file per day each).")] = 10_000,
     flush_seconds: Annotated[float, typer.Option(min=0.1, help="Write a batch once its oldest record waited "
                                                                 "this long.")] = 5.0,
+    lock_seconds: Annotated[float, typer.Option(min=0.5, help="The sink's lock lives this long unless renewed: "
+                                                              "how soon a standby takes over from a dead sink.")] = 10.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """The event-log sink: reads the servers' Redis Stream and writes day-partitioned Parquet files, each
@@ -138,7 +140,8 @@ def sink(
     logs.configure(log_level.upper())
     metrics = Metrics()
     the_sink = Sink(url, log, prefix=prefix or os.environ.get("MALLREC_REDIS_PREFIX") or "mallrec:",
-                    batch_max=batch, flush_seconds=flush_seconds, metrics=SinkMetrics(metrics.registry))
+                    batch_max=batch, flush_seconds=flush_seconds, lock_ttl=lock_seconds,
+                    metrics=SinkMetrics(metrics.registry))
     if metrics_port is not None:
         metrics.serve(metrics_port)
 
