@@ -1,0 +1,115 @@
+"""`mallrec report`: the typer command over training.report (DuckDB and matplotlib load inside it, so
+`mallrec --help` stays instant)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+LogOpt = Annotated[Path, typer.Option(
+    "--log", help="Event log folder (LOG_DIR/date=YYYY-MM-DD/part-*.parquet).")]
+ItemsOpt = Annotated[Path | None, typer.Option(
+    "--items", help="Item catalogue (CSV or Parquet) with item_id and price; without it, no revenue.")]
+SinceOpt = Annotated[str, typer.Option(
+    "--since", help="Start of the window: 7d, 24h, 90m back from now, or an ISO date/time "
+                    "(UTC unless it names a zone).")]
+ByOpt = Annotated[str, typer.Option(
+    "--by", help="One row per slot, source, position (0-based), day (the exposure's UTC day) or rule "
+                 "(exposure rules: an item with several counts under each).")]
+JsonOpt = Annotated[Path | None, typer.Option(
+    "--json", help="Also write the rows and how they were computed as JSON here.")]
+HtmlOpt = Annotated[Path | None, typer.Option(
+    "--html", help="Also write a self-contained HTML page (table and plots) here.")]
+ClickWindowOpt = Annotated[str, typer.Option(
+    "--click-window", help="A click or add-to-cart without a served record of its request counts for the "
+                           "member's latest exposure of the item at most this long before it.")]
+PurchaseWindowOpt = Annotated[str, typer.Option("--purchase-window", help="The same for purchases.")]
+
+
+def report(
+    log: LogOpt,
+    items: ItemsOpt = None,
+    since: SinceOpt = "7d",
+    by: ByOpt = "slot",
+    json_out: JsonOpt = None,
+    html_out: HtmlOpt = None,
+    click_window: ClickWindowOpt = "24h",
+    purchase_window: PurchaseWindowOpt = "7d",
+) -> None:
+    """What each slot earns: impressions, reach, clicks, add-to-carts, purchases and revenue from the
+    event log, with 95% Wilson intervals on CTR and conversion. Events with no exposure to attribute
+    them to are reported as (organic)."""
+    from rich.console import Console
+
+    from training.report import build_report
+
+    err = Console(stderr=True, highlight=False)
+    with err.status("reading the event log"):
+        rep, att = build_report(log, since=since, by=by, items=items, click_window=click_window,
+                                purchase_window=purchase_window)
+    print_table(rep, Console(soft_wrap=True))
+    for line in summary(rep.meta):
+        err.print(line)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rep.to_json(), indent=2))
+        err.print(f"JSON written to {json_out}")
+    if html_out:
+        from training.report_html import render
+
+        with err.status("drawing the plots"):
+            page = render(rep, att.slot_day(), att.report("position").rows, att.report("source").rows)
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(page, encoding="utf-8")
+        err.print(f"HTML written to {html_out}")
+
+
+def summary(meta: dict[str, Any]) -> list[str]:
+    """What the table cannot show: the window, how events were attributed, missing prices."""
+    lines = [f"window: {meta['since']} to {meta['until']} ({meta['files']} log files); "
+             f"impressions from the frontend for: "
+             f"{', '.join(s for s, f in meta['impressions_from'].items() if f == 'frontend') or 'no slot'}"]
+    for ev, counts in meta["attribution"].items():
+        lines.append(f"{ev}: " + ", ".join(f"{n:,} by {h}" if h != "organic" else f"{n:,} organic"
+                                           for h, n in counts.items()))
+    if not meta["revenue_computed"]:
+        lines.append("revenue: not computed (give --items)")
+    elif meta["purchases_without_price"]:
+        n = meta["purchases_without_price"]
+        lines.append(f"revenue: {n:,} purchases of items without a price count 0")
+    return lines
+
+
+def print_table(rep: Any, console: Any) -> None:
+    from rich.table import Table
+
+    from training.report_html import pct
+
+    table = Table(title=f"slot report by {rep.by}")
+    table.add_column(rep.by)
+    for name in ("impressions", "members", "clicks", "CTR [95% CI]", "carts", "purchases",
+                 "conversion [95% CI]", "revenue", "from"):
+        table.add_column(name, justify="right")
+    for r in rep.rows:
+        table.add_row(
+            str(r[rep.by]), f"{r['impressions']:,}", f"{r['members']:,}", f"{r['clicks']:,}",
+            _with_ci(r["ctr"], r["ctr_ci"], pct), f"{r['carts']:,}", f"{r['purchases']:,}",
+            _with_ci(r["conversion"], r["conversion_ci"], pct),
+            "–" if r["revenue"] is None else f"{r['revenue']:,.2f}", r["impressions_from"] or "–",
+            style="dim" if r["organic"] else None)
+    if not console.is_terminal:  # piped output has no width: do not squeeze the numbers
+        from rich.console import Console
+
+        console = Console(soft_wrap=True, width=200)
+    console.print(table)
+
+
+def _with_ci(x: float | None, ci: list[float] | None, fmt: Any) -> str:
+    return fmt(x) if not ci else f"{fmt(x)} [{100 * ci[0]:.2f}–{100 * ci[1]:.2f}]"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
