@@ -27,8 +27,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Gauge, Info
 
+from service.api import handlers
 from service.api.gen.mallrec.v1 import recommender_pb2 as pb
-from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
 from service.errors import MallrecError
 from service.eventlog.sink import Sink, SinkMetrics
 from service.grpc_api import RecommenderServicer
@@ -47,6 +47,9 @@ from service.validation import TrackLimits
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name  # mallrec.v1.Recommender
+#: A second health service name: SERVING while TrackEvents can store events (Redis answers), so a
+#: readiness probe can choose between "can recommend" (SERVICE_NAME) and "can take events".
+EVENT_INTAKE = "mallrec.v1.EventIntake"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -70,6 +73,7 @@ class App:
     port: int = 0
     _sink_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _sink_task: asyncio.Task[None] | None = None
+    _monitor_task: asyncio.Task[None] | None = None
 
     @property
     def target(self) -> str:
@@ -77,24 +81,33 @@ class App:
         return f"{host}:{self.port}"
 
     async def start(self) -> App:
-        if self.settings.metrics_port is not None:
-            self.metrics.serve(self.settings.metrics_port)
+        s = self.settings
+        if s.metrics_port is not None:
+            self.metrics.serve(s.metrics_port, s.metrics_host or s.host)
         await self.health.set("", NOT_SERVING)
         await self.health.set(SERVICE_NAME, NOT_SERVING)
+        await self.health.set(EVENT_INTAKE, NOT_SERVING)
+        if not await self._check_state_store():
+            log.warning("the online state store (Redis) is unreachable: serving without recent behaviour, "
+                        "and TrackEvents answers UNAVAILABLE until it is back (health: "
+                        f"{EVENT_INTAKE} NOT_SERVING)", extra={"url": getattr(self.state, "safe_url", "")})
         await self.watcher.check()  # the current bundle, if there is one, before taking traffic
         if self.models.current is None:
             log.warning("no model to serve yet: answering UNAVAILABLE until one is published",
                         extra={"models_dir": str(self.settings.models_dir)})
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.settings.reuse_port))])
-        pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(self.recommender, self.metrics),
-                                                  self.server)
+        handlers.add_to_server(RecommenderServicer(self.recommender, self.metrics,
+                                                   max_in_flight=s.max_in_flight,
+                                                   min_time_left=s.min_time_left), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME], self.server)
-        address = f"{self.settings.host}:{self.settings.port}"
+        address = f"{s.host}:{s.port}"
         try:
-            self.port = self.server.add_insecure_port(address)
+            creds = tls_credentials(s)
+            self.port = (self.server.add_secure_port(address, creds) if creds is not None
+                         else self.server.add_insecure_port(address))
         except RuntimeError as e:
             raise MallrecError(f"cannot listen on {address} (port in use?): {e}") from e
         await self.server.start()
@@ -103,6 +116,7 @@ class App:
             self.rules_watcher.start()
         if self.sink is not None:
             self._sink_task = asyncio.get_running_loop().create_task(self.sink.run(self._sink_stop))
+        self._monitor_task = asyncio.get_running_loop().create_task(self._monitor_state_store())
         if isinstance(self.state, RedisStateStore):
             await self._warn_without_persistence(self.state)
         registry = self.slots.current
@@ -118,6 +132,8 @@ class App:
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first (load balancers stop sending), then let in-flight calls finish."""
         await self.health.enter_graceful_shutdown()
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
         if self.settings.drain_seconds and self.server is not None:
             await asyncio.sleep(self.settings.drain_seconds)
         await self.watcher.stop()
@@ -134,6 +150,20 @@ class App:
             await asyncio.to_thread(self.embedded.close)
         await asyncio.to_thread(self.metrics.close)
         log.info("mallrec stopped")
+
+    async def _check_state_store(self) -> bool:
+        """Ping the state store: mallrec_redis_up and the event intake's health follow it (the
+        recommendation service stays SERVING without it: it degrades, it does not fail)."""
+        ping = getattr(self.state, "ping", None)
+        up = True if ping is None else await ping()
+        self.metrics.redis_up.set(int(up))
+        await self.health.set(EVENT_INTAKE, SERVING if up else NOT_SERVING)
+        return up
+
+    async def _monitor_state_store(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            await self._check_state_store()
 
     async def _warn_without_persistence(self, state: RedisStateStore) -> None:
         persistence = await state.persistence()
@@ -214,6 +244,23 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
     return App(settings=settings, metrics=metrics, models=models, slots=slots, state=state,
                recommender=recommender, watcher=watcher, health=health, embedded=embedded,
                rules_watcher=rules_watcher, sink=sink)
+
+
+def tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS server credentials from the settings' PEM files (mutual TLS with a client CA), or None."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    pems = {}
+    for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(settings, name)
+        if path is not None:
+            try:
+                pems[name] = Path(path).read_bytes()
+            except OSError as e:
+                raise MallrecError(f"--{name.replace('_', '-')} {path}: cannot read ({e.strerror})") from e
+    ca = pems.get("tls_client_ca")
+    return grpc.ssl_server_credentials([(pems["tls_key"], pems["tls_cert"])], root_certificates=ca,
+                                       require_client_auth=ca is not None)
 
 
 def load_model(path: Path) -> ServingModel:

@@ -1,7 +1,8 @@
 """`mallrec`: the one command-line entry point.
 
 The root only assembles subcommands; each side registers its own (`training.cli` for train,
-evaluate, tune, synth; `service.cli_commands` for serve, recommend, demo, rules). Heavy imports
+evaluate, tune, synth; `training.report_cli` for report; `service.cli_commands` for serve, sink,
+recommend, demo, rules). Heavy imports
 (implicit, faiss, grpc) happen inside the commands, so `mallrec --help` is instant.
 """
 
@@ -30,8 +31,10 @@ app = typer.Typer(
 
 def _register() -> None:
     from training import cli as training_cli
+    from training import report_cli
 
     training_cli.register(app)
+    report_cli.register(app)
     try:
         from service import cli_commands
     except ImportError as e:  # pragma: no cover - only while the service side is absent

