@@ -146,9 +146,11 @@ class RerankerConfig(_Strict):
     candidates: int = Field(200, ge=10, le=2000)  # per member, as a slot's blended list
     negatives: int = Field(50, ge=0)  # unlabelled candidates kept per training member (0 = all)
     # Where the labels come from: "time" = events after a global cutoff (real clocks); "last" = each
-    # member's last event (order-only clocks such as amazon-beauty's positions); "auto" = "time"
-    # unless it leaves fewer than min_groups labelled members, then "last" (the manifest says which).
-    label_split: Literal["auto", "time", "last"] = "time"
+    # member's last event (order-only clocks such as amazon-beauty's positions); "random" = one
+    # seeded random item of each member's (no clock: file order is not taken for time); "auto" =
+    # "time" unless it leaves fewer than min_groups labelled members, then "last". Data whose events
+    # all carry one time gets "random" whatever is asked (one line says so; the manifest says which).
+    label_split: Literal["auto", "time", "last", "random"] = "auto"
     label_share: float = Field(0.2, gt=0, lt=1)  # share of the time span after the cutoff ("time")
     label_window: Duration = None  # an explicit window instead of label_share, e.g. "7d"
     min_groups: int = Field(50, ge=1)  # fewer labelled members than this: no re-ranker (noted)

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from service.model_bundle import EVENT_TYPES, ItemTable, MemberTable
-from training.config import Weighting
+from training.config import TrainConfig, Weighting, format_duration
 
 PURCHASE = EVENT_TYPES.index("purchase")
 
@@ -71,6 +71,43 @@ class Dataset:
 
     def with_events(self, events: Interactions) -> Dataset:
         return replace(self, events=events)
+
+
+# --------------------------------------------------------------------------- the data's clock
+
+
+def has_clock(ev: Interactions) -> bool:
+    """Whether event times tell events apart at all. A data set without timestamps (written as
+    ``ts = 0``, or any one time) has no age, no recent window and no order beyond the file's."""
+    return len(ev) > 0 and int(ev.ts.min()) != int(ev.ts.max())
+
+
+def trending_has_history(ev: Interactions, window: float | None) -> bool:
+    """Whether some event is older than the trending window: the earlier rate trending compares with."""
+    return len(ev) > 0 and int(ev.ts.min()) <= int(ev.ts.max()) - (window or 86400.0)
+
+
+def fit_clock(ds: Dataset, config: TrainConfig) -> tuple[TrainConfig, dict[str, str]]:
+    """The config as the data's clock allows, and one line per thing that falls back ("decay",
+    "trending").
+
+    No clock: time decay is off (every event would have age 0; a bundle that said otherwise would
+    make the service decay its history against the wall clock). Too short a clock for the trending
+    window: trending is plain popularity (``trending_scores``). The re-ranker's label split says its
+    own fallback (``training.reranker.label_split``)."""
+    notes: dict[str, str] = {}
+    w, pop = config.weighting, config.popularity
+    if not has_clock(ds.events) and (w.half_life or w.member_half_life or pop.half_life):
+        notes["decay"] = (f"no clock: every event has the same time (ts {ds.now}), so time decay is off "
+                          f"(weighting.half_life, weighting.member_half_life, popularity.half_life)")
+        config = config.model_copy(update={
+            "weighting": w.model_copy(update={"half_life": None, "member_half_life": None}),
+            "popularity": pop.model_copy(update={"half_life": None})})
+    if len(ds.events) and not trending_has_history(ds.events, pop.trending_window):
+        notes["trending"] = (f"trending is plain popularity: no event is older than the trending window "
+                             f"({format_duration(pop.trending_window or 86400.0)}), so there is no "
+                             f"earlier rate to grow from")
+    return config, notes
 
 
 def confidence_matrix(ds: Dataset, weighting: Weighting) -> sp.csr_matrix:
@@ -151,6 +188,35 @@ def leave_last_out(ds: Dataset) -> Split:
     mask = np.ones(len(ev), dtype=bool)
     mask[held] = False
     return _split(ds, mask, held)
+
+
+def leave_random_out(ds: Dataset, seed: int = 0) -> Split:
+    """Each member's held-out item is a seeded random one of their items (all their events on it),
+    for data without a clock, where "last" would only mean last in the file. Members with one item
+    keep it in training."""
+    ev = ds.events
+    if len(ev) == 0:
+        return _split(ds, np.ones(0, dtype=bool), np.zeros(0, dtype=np.int64))
+    held_pair, inverse = random_item_per_member(ds, seed)
+    mask = ~held_pair[inverse]
+    held = np.flatnonzero(~mask)
+    _, first = np.unique(inverse[held], return_index=True)  # one test row per held-out pair
+    return _split(ds, mask, held[first])
+
+
+def random_item_per_member(ds: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(per distinct member-item pair: held out?, each event's pair): one seeded random pair per
+    member that has two or more items."""
+    ev = ds.events
+    pairs, inverse = np.unique(ev.member.astype(np.int64) * ds.n_items + ev.item, return_inverse=True)
+    member = pairs // max(ds.n_items, 1)
+    order = np.lexsort((np.random.default_rng(seed).random(len(pairs)), member))
+    last = np.r_[member[order][1:] != member[order][:-1], True]
+    chosen = order[last]
+    chosen = chosen[np.bincount(member, minlength=ds.n_members)[member[chosen]] > 1]
+    held = np.zeros(len(pairs), dtype=bool)
+    held[chosen] = True
+    return held, inverse.ravel()
 
 
 def temporal(ds: Dataset, days: float) -> Split:

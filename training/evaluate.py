@@ -9,7 +9,7 @@ import numpy as np
 from service.errors import MallrecError
 from training.als import ALS, fit_final
 from training.config import TrainConfig
-from training.dataset import Split, confidence_matrix, seen_matrix
+from training.dataset import Split, confidence_matrix, fit_clock, seen_matrix
 from training.metrics import ranking_metrics
 from training.model_api import Blend, Model
 from training.popularity import CategoryPopularity, GlobalPopularity, TrendingPopularity
@@ -65,11 +65,16 @@ def evaluate(split: Split, config: TrainConfig, ks: tuple[int, ...] = (10, 20),
     """Every model's metrics; with the re-ranker on, also `first_stage` and `rerank` rows.
 
     Trains in `train`'s order: the re-ranker (and its first stage before its cutoff) first, then
-    ALS continued from that first stage. Why the re-ranker was not scored goes to ``notes``.
+    ALS continued from that first stage. Why the re-ranker was not scored goes to ``notes``; what
+    falls back for want of a clock (``fit_clock``, the label split) is said once through ``steps``.
     """
     if len(split.test_members) == 0:
         raise MallrecError("the split left nothing to evaluate: no held-out items for members "
                            "that have training events")
+    steps = steps or Steps(quiet=True)
+    config, fallbacks = fit_clock(split.train, config)
+    for line in fallbacks.values():
+        steps.info(line)
     reranker = None
     if config.reranker.enabled and "als" in names:
         from training.reranker import train_reranker

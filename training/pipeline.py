@@ -22,7 +22,7 @@ from service import model_bundle as mb
 from training.als import fit_final
 from training.beside import Beside
 from training.config import TrainConfig
-from training.dataset import Dataset, confidence_matrix
+from training.dataset import Dataset, confidence_matrix, fit_clock
 from training.history import member_history
 from training.index import build_index
 from training.neighbours import NeighbourIndex, cosine_neighbours
@@ -38,6 +38,9 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     started = time.perf_counter()
     if len(ds.events) == 0:
         raise mb.BundleError("no events to train on")
+    config, fallbacks = fit_clock(ds, config)  # the bundle records what ran, e.g. no decay
+    for line in fallbacks.values():
+        steps.info(line)
 
     no_factors = Beside(lambda: _factor_free(ds, config, steps), "no-factors")
     with steps.step("confidence matrix"):
@@ -77,6 +80,7 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
         "metrics": {"index_recall_at_100": round(index_report.recall_at_100, 4),
                     "neighbour_recall": neighbours["recall_at_k"]},
         "reranker": reranker.meta,
+        "clock_fallbacks": list(fallbacks.values()),
         "als_fit": als_fit,
         "timings_s": steps.timings,
     }

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.config import PopularityConfig, Weighting
-from training.dataset import Dataset, decay
+from training.dataset import Dataset, decay, trending_has_history
 from training.model_api import Model
 
 
@@ -29,7 +29,8 @@ def trending_scores(ds: Dataset, weighting: Weighting, cfg: PopularityConfig) ->
 
     score = recent * (recent + prior) / (expected + prior), where expected is the item's earlier
     weighted volume scaled to the window's length. A steady best-seller scores its volume; an item
-    surging from nothing scores much higher; a fading one lower.
+    surging from nothing scores much higher; a fading one lower. When no event is older than the
+    window (no clock, or a short one), it is the items' weighted volume: plain popularity.
     """
     ev = ds.events
     if len(ev) == 0:
@@ -37,6 +38,8 @@ def trending_scores(ds: Dataset, weighting: Weighting, cfg: PopularityConfig) ->
     w = np.asarray(weighting.events.as_array(), dtype=np.float64)[ev.event]
     now, start = int(ev.ts.max()), int(ev.ts.min())
     window = cfg.trending_window or 86400.0
+    if not trending_has_history(ev, window):  # every event is "recent": no earlier rate to grow from
+        return np.bincount(ev.item, weights=w, minlength=ds.n_items).astype(np.float32)
     recent_mask = ev.ts > now - window
     recent = np.bincount(ev.item[recent_mask], weights=w[recent_mask], minlength=ds.n_items)
     before = np.bincount(ev.item[~recent_mask], weights=w[~recent_mask], minlength=ds.n_items)

@@ -5,8 +5,9 @@ How the training data is made, so nothing from the future leaks into a row:
 1. A cutoff T splits the events (``reranker.label_split``; "auto" picks "time" unless it leaves
    too few labelled members, then "last"): "time" puts T before the last
    ``label_share`` of the time span (or ``label_window``); "last" holds out each member's last event
-   (order-only clocks). Features and the first stage see only events at or before T; labels come
-   only from events after T.
+   (order-only clocks); "random" holds out a seeded random item per member (data without a clock,
+   where it is the only split). Features and the first stage see only events at or before T; labels
+   come only from events after T (or from the held-out items).
 2. The first stage (ALS, popularity, trending, neighbours, member history) is fitted on the
    pre-T events, in bundle form, and candidates are made as the service makes them
    (training/rerank_candidates.py).
@@ -36,7 +37,7 @@ from service.rerank.features import FEATURE_NAMES, FEATURE_VERSION, RECENT, Feat
 from service.rerank.scorer import Reranker
 from training.als import ALS
 from training.config import RerankerConfig, TrainConfig
-from training.dataset import Dataset, confidence_matrix, seen_matrix
+from training.dataset import Dataset, confidence_matrix, has_clock, random_item_per_member, seen_matrix
 from training.history import member_history, stable_argsort
 from training.neighbours import cosine_neighbours
 from training.popularity import global_popularity, trending_scores
@@ -59,6 +60,7 @@ class Labels:
     level: np.ndarray  # int: 1 + EVENT_TYPES index of the strongest event after the cutoff
     cutoff: float | None  # "time": feature events have ts <= cutoff < label events' ts
     split: str = "time"  # the split that made them ("auto" resolves to "time" or "last")
+    note: str | None = None  # why the split is not the one asked for (said once, kept in the manifest)
 
     def of(self, members: np.ndarray) -> np.ndarray:
         """Those of ``members`` (sorted unique) that have at least one label."""
@@ -69,23 +71,41 @@ def label_split(ds: Dataset, cfg: RerankerConfig) -> Labels:
     """Cut the events into a feature period and graded labels (see the module docstring).
 
     "auto": the time cutoff, unless it leaves fewer than ``min_groups`` labelled members (an
-    order-only clock, or too short a label period), then each member's last event.
+    order-only clock, or too short a label period), then each member's last event. Data whose events
+    all carry one time has no cutoff and no "last" but the file's order: each member's label is then
+    a seeded random item of theirs, whatever the config asks ("random").
     """
-    if cfg.label_split == "auto":
+    asked = cfg.label_split
+    if not has_clock(ds.events) and asked != "random":
+        labels = _split(ds, cfg, "random")
+        labels.note = (f"label split: every event has the same time, so each member's label is a seeded "
+                       f"random item of theirs, not a {'time cutoff' if asked != 'last' else 'last event'} "
+                       f"(reranker.label_split = {asked!r})")
+        return labels
+    if asked == "auto":
         by_time = _split(ds, cfg, "time")
-        if len(np.unique(by_time.member)) >= cfg.min_groups:
+        labelled = len(np.unique(by_time.member))
+        if labelled >= cfg.min_groups:
             return by_time
-        return _split(ds, cfg, "last")
-    return _split(ds, cfg, cfg.label_split)
+        labels = _split(ds, cfg, "last")
+        labels.note = (f"label split: a time cutoff labels {labelled} members (fewer than min_groups="
+                       f"{cfg.min_groups}), so each member's last event is their label")
+        return labels
+    return _split(ds, cfg, asked)
 
 
 def _split(ds: Dataset, cfg: RerankerConfig, split: str) -> Labels:
     ev = ds.events
+    cutoff: float | None = None
     if split == "time":
         lo, hi = int(ev.ts.min()), int(ev.ts.max())
         window = cfg.label_window or cfg.label_share * (hi - lo)
         cutoff = float(np.floor(hi - window))
         feature_mask = ev.ts <= cutoff
+        held = np.flatnonzero(~feature_mask)
+    elif split == "random":
+        held_pair, pair_of = random_item_per_member(ds, cfg.seed)
+        feature_mask = ~held_pair[pair_of]
         held = np.flatnonzero(~feature_mask)
     else:
         order = np.lexsort((np.arange(len(ev)), ev.ts, ev.member))
@@ -94,7 +114,6 @@ def _split(ds: Dataset, cfg: RerankerConfig, split: str) -> Labels:
         held = order[last & (counts[ev.member[order]] > 1)]
         feature_mask = np.ones(len(ev), dtype=bool)
         feature_mask[held] = False
-        cutoff = None
     features = ds.with_events(ev.subset(feature_mask))
     m, i, lvl = ev.member[held].astype(np.int64), ev.item[held].astype(np.int64), ev.event[held] + 1
     has_features = np.bincount(features.events.member, minlength=ds.n_members) > 0
@@ -108,7 +127,7 @@ def _split(ds: Dataset, cfg: RerankerConfig, split: str) -> Labels:
     key = (m * ds.n_items + i) * (top + 1) + (top - lvl)
     order, skey = stable_argsort(key)
     pair = skey // (top + 1)
-    pick = order[np.r_[True, pair[1:] != pair[:-1]]]
+    pick = order[np.r_[True, pair[1:] != pair[:-1]]] if len(pair) else order
     return Labels(features, m[pick], i[pick], lvl[pick].astype(np.int64), cutoff, split)
 
 
@@ -354,6 +373,9 @@ def start_reranker(ds: Dataset, config: TrainConfig, steps: Steps) -> FirstHalf:
     meta: dict[str, Any] = {"enabled": True, "feature_names": list(FEATURE_NAMES),
                             "feature_version": FEATURE_VERSION, "label_split": labels.split,
                             "cutoff": labels.cutoff, "label_gain": list(LABEL_GAIN)}
+    if labels.note:
+        meta["label_split_note"] = labels.note
+        steps.info(labels.note)
     members = labels.of(np.arange(ds.n_members))
     if len(members) < cfg.min_groups:
         meta["skipped"] = (f"{len(members)} members have labels after the cutoff, fewer than "

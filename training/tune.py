@@ -1,7 +1,8 @@
 """`mallrec tune`: search ALS hyperparameters, event weights and time decay on a validation split.
 
 The validation split is carved from the given events only (each member's last event is held out,
-`leave_last_out`), so a holdout file is never read. Every trial fits ALS alone on the validation
+`leave_last_out`; without a clock, a seeded random item per member, `leave_random_out`), so a
+holdout file is never read. Every trial fits ALS alone on the validation
 training part and scores a seeded sample of validation members with full ranking (seen items
 excluded), exactly as `mallrec evaluate` scores ALS.
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from service.errors import MallrecError
 from training.config import TrainConfig
-from training.dataset import Dataset, Split, leave_last_out
+from training.dataset import Dataset, Split, fit_clock, has_clock, leave_last_out, leave_random_out
 from training.progress import Steps
 from training.tune_space import apply_params, base_params, priors, search_space, suggest, time_scale
 
@@ -73,7 +74,7 @@ class TuneResult:
         failed = len(self.trials) - len(done)
         lines = [f"tune: {len(self.trials)} trials ({failed} failed) in {self.seconds:.0f}s, "
                  f"objective {self.metric} on {self.validation['members_scored']:,} validation members "
-                 f"(leave-last-out of the given events)"]
+                 f"({self.validation['split']} of the given events)"]
         if self.base_score is not None:
             gain = (self.best_score / self.base_score - 1) * 100 if self.base_score > 0 else float("inf")
             lines.append(f"starting config {self.metric} {self.base_score:.4f} -> best {self.best_score:.4f} "
@@ -117,10 +118,12 @@ class Validation:
     """The validation split and the sampled members every trial is scored on."""
 
     def __init__(self, ds: Dataset, sample: int, seed: int):
-        self.split: Split = leave_last_out(ds)
+        # without a clock "last" would mean last in the file: a seeded random item per member instead
+        self.name = "leave-last-out" if has_clock(ds.events) else "random held-out item per member"
+        self.split: Split = leave_last_out(ds) if has_clock(ds.events) else leave_random_out(ds, seed)
         if len(self.split.test_members) == 0:
-            raise MallrecError("tune needs members with at least two events: leave-last-out left "
-                               "nothing to validate on")
+            raise MallrecError(f"tune needs members with at least two events: the {self.name} split "
+                               f"left nothing to validate on")
         members = np.unique(self.split.test_members)
         if sample and len(members) > sample:
             members = np.sort(np.random.default_rng(seed).choice(members, sample, replace=False))
@@ -180,11 +183,16 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int = 30, minutes
     steps = steps or Steps(quiet=True)
     started = time.perf_counter()
     deadline = started + minutes * 60
+    base, fallbacks = fit_clock(ds, base)  # no clock: decay off in the start and the written config
+    if "decay" in fallbacks:
+        _say(steps, fallbacks["decay"] + "; the search tries no decay")
 
-    with steps.step("validation split (leave-last-out of the given events)"):
+    with steps.step("validation split (of the given events)"):
         val = Validation(ds, sample, seed)
         scale = time_scale(val.split.train)
-        space = search_space(val.split.train, scale)
+        space = search_space(val.split.train, scale, clock=has_clock(ds.events))
+    if val.name != "leave-last-out":
+        _say(steps, f"no clock: validating on a {val.name} (seeded), not on each member's last event")
     _say(steps, f"validating on {len(val.members):,} members; time scale: median gap "
                f"{human_duration(scale.member_gap)}, median history {human_duration(scale.member_span)}, "
                f"data span {human_duration(scale.data_span)}; event types {', '.join(space.event_types)}")
@@ -266,7 +274,7 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int = 30, minutes
     result = TuneResult(best_config=best["config"], best_score=float(best["score"]), base_score=base_score,
                         metric=metric, trials=records, seconds=time.perf_counter() - started,
                         best_number=int(best["number"]), note=note,
-                        validation={"split": "leave-last-out", "members_scored": int(len(val.members)),
+                        validation={"split": val.name, "members_scored": int(len(val.members)),
                                     "held_out_pairs": int(len(val.split.test_members)),
                                     **scale.as_dict()})
     return result

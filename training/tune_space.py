@@ -4,10 +4,11 @@ from constants that fit one data set (see training/tune.py for the search itself
 - factors, regularization, alpha, iterations: wide log ranges (factors capped by the catalogue size);
 - event weights: only for event types present in the data, as ratios of the most valuable present
   type (a single event type gets no weight search: alpha already scales it);
-- time decay: off, from the member's own newest event, or from the newest event overall. Half-lives
-  are drawn relative to the data's own clock: between half the median gap of a member's consecutive
-  events and twice the median member history span (member decay), or a fraction of the data's span
-  (global decay). The config records them in absolute seconds, as `train` reads them;
+- time decay (when events have more than one time): off, from the member's own newest event, or
+  from the newest event overall. Half-lives are drawn relative to the data's own clock: between
+  half the median gap of a member's consecutive events and twice the median member history span
+  (member decay), or a fraction of the data's span (global decay). The config records them in
+  absolute seconds, as `train` reads them;
 - log_scale on or off;
 - member re-solve (with decay on): off, or a half-life 0.05-1x the decay's (`member_half_life`);
 - catalogue attributes as pseudo-members (when items have categories, brands or tags): off, or a
@@ -83,6 +84,7 @@ class SearchSpace:
     member_ratio: tuple[float, float] = (0.05, 1.0)  # member re-solve half-life / the decay half-life
     attribute_weight: tuple[float, float] = (0.01, 10.0)  # attribute pseudo-members' confidence
     has_attributes: bool = False  # the catalogue has categories, brands or tags
+    decays: tuple[str, ...] = ("off", "member", "global")  # only "off" when the data has no clock
     log_weight: tuple[float, float] = (1.0, 100.0)  # reference weight when log_scale is on
 
     @property
@@ -90,7 +92,8 @@ class SearchSpace:
         return self.event_types[-1]
 
 
-def search_space(ds: Dataset, scale: TimeScale) -> SearchSpace:
+def search_space(ds: Dataset, scale: TimeScale, clock: bool = True) -> SearchSpace:
+    """The ranges for ``ds``; ``clock`` False (every event at one time): no decay to search."""
     present = np.bincount(ds.events.event, minlength=len(EVENT_TYPES)) > 0
     types = tuple(e for e, p in zip(EVENT_TYPES, present, strict=True) if p)
     hi = int(min(MAX_FACTORS, max(8, ds.n_items // 2)))
@@ -103,7 +106,8 @@ def search_space(ds: Dataset, scale: TimeScale) -> SearchSpace:
     has_attributes = bool(np.any(it.category != "") or np.any(it.brand != "") or np.any(it.tags != ""))
     return SearchSpace(factors=(lo, hi), event_types=types or ("purchase",),
                        member_half_life=(member_lo, member_hi), global_half_life=(global_lo, global_hi),
-                       has_attributes=has_attributes)
+                       has_attributes=has_attributes,
+                       decays=("off", "member", "global") if clock else ("off",))
 
 
 def suggest(trial, space: SearchSpace) -> dict[str, Any]:
@@ -113,7 +117,7 @@ def suggest(trial, space: SearchSpace) -> dict[str, Any]:
     p["regularization"] = trial.suggest_float("regularization", *space.regularization, log=True)
     p["alpha"] = trial.suggest_float("alpha", *space.alpha, log=True)
     p["iterations"] = trial.suggest_int("iterations", *space.iterations)
-    decay = trial.suggest_categorical("decay", ["off", "member", "global"])
+    decay = trial.suggest_categorical("decay", list(space.decays))
     p["decay_from"] = decay
     if decay == "member":
         p["half_life"] = trial.suggest_float("member_half_life", *space.member_half_life, log=True)
@@ -158,6 +162,9 @@ def priors(base: TrainConfig, space: SearchSpace, scale: TimeScale) -> list[dict
     sharper = {**member, "member_resolve": True, "member_ratio": 0.25}
     if space.has_attributes:
         sharper.update(attributes=True, attribute_weight=1.0)
+    if "member" not in space.decays:  # no clock: the same starts without decay
+        off = {**common, "decay": "off", **plain}
+        return [off, {**off, "attributes": True, "attribute_weight": 1.0}] if space.has_attributes else [off]
     return [{**member, **plain}, {**common, "decay": "off", **plain}, sharper]
 
 

@@ -81,7 +81,7 @@ def test_last_split_holds_out_each_members_last_event(ds):
 
 
 def test_auto_split_uses_time_unless_too_few_members_have_labels_after_it(ds):
-    auto = CFG.reranker.model_copy(update={"label_split": "auto"})  # the default is "time"
+    auto = CFG.reranker.model_copy(update={"label_split": "auto"})  # the default
     assert label_split(ds, auto).split == "time"  # 160 members, most act in the last 20% of time
     few = auto.model_copy(update={"min_groups": 10_000})
     picked = label_split(ds, few)
