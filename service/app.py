@@ -35,7 +35,7 @@ from service.grpc_api import RecommenderServicer
 from service.metrics import Metrics
 from service.model import ServingModel
 from service.recommender import Recommender
-from service.reload import BundleWatcher, Holder, RulesWatcher
+from service.reload import BundleWatcher, Holder, RecentlyServed, RulesWatcher
 from service.rerank.runtime import rerank_runtime
 from service.rules.loader import LoadedRules
 from service.settings import Settings
@@ -213,7 +213,9 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
                                 on_drop=metrics.served_dropped.inc)
     models: Holder[ServingModel] = Holder()
     slots = Holder(registry or default_registry())
-    rules_watcher = _rules_watcher(settings, rules, slots, models, state, metrics) if rules else None
+    served_lately = RecentlyServed()  # a rules reload must not silently drop a slot in use
+    rules_watcher = _rules_watcher(settings, rules, slots, models, state, metrics,
+                                   served_lately) if rules else None
     health = HealthServicer()
 
     async def on_loaded(model: ServingModel) -> None:
@@ -234,7 +236,8 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
                             loader=load_model, on_loaded=on_loaded, on_failed=on_failed)
     recommender = Recommender(models, slots, state, max_count=settings.max_count,
                               record_served=settings.record_served, log_served=settings.event_log,
-                              track_limits=TrackLimits(settings.max_track_events), clock=clock)
+                              track_limits=TrackLimits(settings.max_track_events),
+                              on_slot_served=served_lately.note, clock=clock)
     sink = None
     if settings.log_dir is not None:
         if url is None:
@@ -272,7 +275,8 @@ def load_model(path: Path) -> ServingModel:
 
 
 def _rules_watcher(settings: Settings, first: LoadedRules, slots: Holder[SlotRegistry],
-                   models: Holder[ServingModel], state: StateStore, metrics: Metrics) -> RulesWatcher:
+                   models: Holder[ServingModel], state: StateStore, metrics: Metrics,
+                   served_lately: RecentlyServed) -> RulesWatcher:
     """Watches the rules file: a changed valid file goes live (checked against the live model), an
     invalid one is logged with every problem and counted; the rules' metrics say which is live."""
     from service.rules import load_rules
@@ -303,4 +307,4 @@ def _rules_watcher(settings: Settings, first: LoadedRules, slots: Holder[SlotReg
     live(first)
     return RulesWatcher(settings.rules_path, slots, lambda p: load_rules(p, model=models.current),
                         interval=settings.reload_interval, digest=first.digest, on_loaded=on_loaded,
-                        on_failed=on_failed)
+                        on_failed=on_failed, recently_served=served_lately)

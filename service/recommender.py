@@ -58,6 +58,7 @@ class Recommender:
     def __init__(self, models: Holder[ServingModel], slots: Holder[SlotRegistry], state: StateStore, *,
                  max_count: int = 100, record_served: bool = True, log_served: bool = False,
                  track_limits: TrackLimits = TrackLimits(),
+                 on_slot_served: Callable[[str], None] = lambda slot: None,
                  clock: Callable[[], float] = time.time) -> None:
         self.models = models
         self.slots = slots
@@ -66,6 +67,7 @@ class Recommender:
         self.record_served = record_served
         self.log_served = log_served  # served items become event-log records (the store appends them)
         self.track_limits = track_limits
+        self.on_slot_served = on_slot_served  # e.g. the rules watcher's "served in the last hour"
         self.clock = clock
 
     # ------------------------------------------------------------------ use cases
@@ -89,6 +91,7 @@ class Recommender:
                                            trace=False))
             placed.update(model.item_index[i.item_id] for i in result.items)
             results.append(result)
+            self.on_slot_served(ask.slot)
         served = [i.item_id for r in results for i in r.items]
         if self.record_served and served and not state.degraded:
             records = served_records(req.member_id, request_id, results, now, model.version,

@@ -260,6 +260,22 @@ def test_a_broken_rules_file_is_rejected_and_the_last_good_rules_keep_serving(
             assert await rules_version(stub) == second  # the last good rules keep serving
             assert len((await ask(stub, "m", "cart_page", 4)).items) == 4
 
+            rules.write_text(rules_text(f))  # valid, but drops cart_page, which served just now
+
+            async def refused() -> bool:
+                return sample("mallrec_rules_reload_failures_total") == 2
+
+            await until(refused, "the removal of a slot in use was never tried")
+            assert len((await ask(stub, "m", "cart_page", 4)).items) == 4, "a probable truncated save"
+            rules.write_text("allow_removing_slots = true\n" + rules_text(f))
+
+            async def removed() -> bool:
+                return await rules_version(stub) != second
+
+            await until(removed, "a removal the file means was refused")
+            with pytest.raises(grpc.aio.AioRpcError):
+                await ask(stub, "m", "cart_page")
+
     asyncio.run(go())
 
 
