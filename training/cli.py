@@ -19,7 +19,8 @@ from service.errors import MallrecError
 out = Console(soft_wrap=True)  # paths and versions stay on one line, whatever the width
 err = Console(stderr=True)
 
-EventsOpt = Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet): member_id,item_id,event,ts[,quantity].")]
+EventsOpt = Annotated[list[Path], typer.Option("--events", metavar="<path>", help="Events: a file (CSV or Parquet: member_id,item_id,event,ts[,quantity]) or the service's event log folder (its view/click/fav/cart/purchase records; impression and served records are left out). Repeat to combine sources, e.g. --events history.csv --events LOG_DIR.")]
+SinceOpt = Annotated[str | None, typer.Option("--since", metavar="<when>", help="Only events at or after this time, from every --events source: a span back from now (90d, 24h, 2w) or an ISO date or time (2026-09-04; UTC unless it names a zone). Default: all events.")]
 ItemsOpt = Annotated[Path, typer.Option("--items", help="Item catalogue (CSV or Parquet): item_id,category,brand,price,stock,on_shelf,launched_at,tags.")]
 MembersOpt = Annotated[Path | None, typer.Option("--members", help="Optional members file: member_id,tier,points,joined_at.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training config (TOML or YAML); defaults apply to anything unset. `mallrec tune` writes one.")]
@@ -30,11 +31,13 @@ class SplitKind(StrEnum):
     temporal = "temporal"
 
 
-def _load(events: Path, items: Path, members: Path | None, max_bad_share: float):
+def _load(events: list[Path], items: Path, members: Path | None, max_bad_share: float, since: str | None = None):
     from training.events import format_report, load_dataset
+    from training.input_files import parse_since
 
+    start = parse_since(since) if since is not None else None
     with err.status("reading input"):
-        ds = load_dataset(events, items, members, max_bad_share=max_bad_share)
+        ds = load_dataset(events, items, members, max_bad_share=max_bad_share, since=start)
     err.print(format_report(ds.events.report), highlight=False)
     return ds
 
@@ -65,6 +68,7 @@ def train(
     members: MembersOpt = None,
     config: ConfigOpt = None,
     keep: Annotated[int, typer.Option(min=1, help="Published versions to keep.")] = 5,
+    since: SinceOpt = None,
 ) -> None:
     """Train ALS, popularity and neighbours, index item vectors and publish a versioned bundle."""
     from training.config import load_config
@@ -72,7 +76,7 @@ def train(
     from training.progress import Steps
 
     cfg = load_config(config)
-    ds = _load(events, items, members, cfg.input.max_bad_share)
+    ds = _load(events, items, members, cfg.input.max_bad_share, since)
     path = run_train(ds, cfg, models_dir, steps=Steps(err), keep=keep)
     from service.model_bundle import read_manifest
 
@@ -96,6 +100,7 @@ def evaluate(
     config: ConfigOpt = None,
     k: Annotated[str, typer.Option(help="Cut-offs, comma separated.")] = "10,20",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+    since: SinceOpt = None,
 ) -> None:
     """Score ALS, popularity models and their blend on a holdout, ranking all items."""
     from training.config import load_config
@@ -104,7 +109,7 @@ def evaluate(
 
     ks = _parse_ks(k)
     cfg = load_config(config)
-    ds = _load(events, items, members, cfg.input.max_bad_share)
+    ds = _load(events, items, members, cfg.input.max_bad_share, since)
     split_ds = make_split(ds, holdout, split, test_days)
     err.print(f"split: {len(split_ds.test_members):,} held-out pairs for "
               f"{len(set(split_ds.test_members.tolist())):,} members", highlight=False)
@@ -130,6 +135,7 @@ def tune(
     trials: Annotated[int, typer.Option(min=1, help="Budget: at most this many trials.")] = 30,
     minutes: Annotated[float, typer.Option(min=0.1, help="Budget: stop starting trials after this long.")] = 20.0,
     seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+    since: SinceOpt = None,
 ) -> None:
     """Search ALS hyperparameters, event weights and decay on a validation split of the events
     (leave-last-out inside the training data; a holdout file is never read), write the best config."""
@@ -138,7 +144,7 @@ def tune(
     from training.tune import tune as run_tune
 
     base = load_config(config)
-    ds = _load(events, items, members, base.input.max_bad_share)
+    ds = _load(events, items, members, base.input.max_bad_share, since)
     result = run_tune(ds, base, trials=trials, minutes=minutes, seed=seed, steps=Steps(err))
     out_config.parent.mkdir(parents=True, exist_ok=True)
     out_config.write_text(result.best_config.to_toml())

@@ -149,3 +149,11 @@ def compact_ids(codes: np.ndarray, dictionary: pa.Array, all_kept: bool) -> tupl
     used = np.bincount(codes, minlength=len(dictionary)) > 0
     ids = dictionary.filter(pa.array(used)).to_numpy(zero_copy_only=False).astype(object)
     return (np.cumsum(used) - 1).astype(np.int32)[codes], ids
+
+
+def merge_ids(codes: list[np.ndarray], ids: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes into each part's ids -> codes into the union of the ids (in order of first appearance)."""
+    union = pc.dictionary_encode(pa.concat_arrays([pa.array(i, pa.string()) for i in ids]))
+    remap, starts = to_numpy(union.indices, -1).astype(np.int32), np.cumsum([0] + [len(i) for i in ids])
+    merged = np.concatenate([remap[starts[k]:starts[k + 1]][c] for k, c in enumerate(codes)])
+    return merged.astype(np.int32), union.dictionary.to_numpy(zero_copy_only=False).astype(object)

@@ -1,5 +1,6 @@
 """One input file read into Arrow (CSV or Parquet), with the columns its kind needs, and the
-file locations (``file:LINE`` or ``file:row N``) that error messages quote.
+file locations (``file:LINE`` or ``file:row N``) that error messages quote. An events source may
+also be the service's event log folder (``LogInput``), read the same way.
 
 Structural problems stop the read at once with an InputError that names the file (and the line,
 for CSV): unsupported type, missing or empty file, missing or repeated column, malformed lines,
@@ -12,6 +13,8 @@ import codecs
 import csv
 import gzip
 import io
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from service.errors import MallrecError
+from service.eventlog.schema import BEHAVIOUR, LOG_EVENTS, SCHEMA, is_log_dir, log_files
+from training import columns as col
 
 MAX_EXAMPLES = 5
 _FORMATS = ((".csv.gz", "csv"), (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet"))
@@ -33,6 +38,9 @@ _SPECS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (requi
 #: Columns of a few distinct words, read as Arrow dictionaries: 10M events' `event` column costs no
 #: string per row and no hashing afterwards (0.2 s less before training can start).
 _WORDS: dict[str, tuple[str, ...]] = {"events": ("event",)}
+#: Event log records that are not behaviour: counted in the report, never trained on.
+EXPOSURE = tuple(e for e in LOG_EVENTS if e not in BEHAVIOUR)
+_SPANS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class InputError(MallrecError):
@@ -53,7 +61,8 @@ class InputFile:
             raise InputError(f"{self.name}: empty file (expected a header line and data rows)")
         self.fmt = fmt
         self.table = self._read_csv() if fmt == "csv" else self._read_parquet()
-        self.n = self.table.num_rows
+        self.n = self.rows_read = self.table.num_rows
+        self.left_out: dict[str, int] = {}  # rows dropped before the checks (the log's, not a file's)
         if self.n == 0:
             raise InputError(f"{self.name}: no data rows")
 
@@ -140,6 +149,137 @@ class InputFile:
         if self.fmt == "parquet" or not len(rows):
             return [f"{self.name}:row {r + 1}" for r in rows]
         return [f"{self.name}:{line}" for line in _csv_lines(self.path, rows)]
+
+
+#: The log's columns that training reads; nullable, so a part file that lacks one still reads (its
+#: rows then fail the row checks) rather than failing the whole log.
+_LOG_SCHEMA = pa.schema([pa.field(c, pa.dictionary(pa.int32(), pa.string()) if c == "event"
+                                  else SCHEMA.field(c).type) for c in sum(_SPECS["events"], ())])
+
+
+class LogInput:
+    """The service's event log folder as one events table, like ``InputFile``'s.
+
+    Only what training may use reaches the table: records of the window (``ts >= since``) that are
+    not exposure (``impression``, ``served``); the rest are counted in ``left_out``. An unknown event
+    stays, for the row checks to reject. The part files are scanned as one dataset (many small files
+    read in parallel, not one by one) and filtered batch by batch, so exposure records, usually most
+    of the log, are never held in memory. Rows are named ``<part file>:row N`` like Parquet rows.
+    """
+
+    kind, fmt = "events", "event log"
+
+    def __init__(self, path: str | Path, since: int | None = None):
+        import pyarrow.dataset as pds
+
+        self.path, self.name, self.since = Path(path), str(path), since
+        if not is_log_dir(self.path):
+            raise InputError(f"{self.name}: a folder but not an event log (no date=YYYY-MM-DD partitions): "
+                             f"--events takes an events file or the service's event log folder")
+        self.files = log_files(self.path, since)
+        self.left_out: dict[str, int] = {}
+        self._kept = np.zeros(len(self.files), dtype=np.int64)  # rows each part file gave the table
+        fmt = pds.ParquetFileFormat(read_options=pds.ParquetReadOptions(dictionary_columns=["event"]))
+        batches, self.rows_read = [], 0
+        try:
+            scan = pds.dataset([str(f) for f in self.files], format=fmt, schema=_LOG_SCHEMA)
+            for batch in scan.to_batches(columns=[*_LOG_SCHEMA.names, "__fragment_index"]):
+                keep = self._keep(batch.column("event"), batch.column("ts"), count=True)
+                self.rows_read += batch.num_rows
+                part = col.to_numpy(batch.column("__fragment_index"), 0)[keep]
+                self._kept += np.bincount(part, minlength=len(self.files))
+                if keep.any():
+                    batches.append(batch.select(_LOG_SCHEMA.names).filter(pa.array(keep)))
+        except (pa.ArrowException, OSError) as e:
+            raise InputError(f"{self.name}: cannot read the event log ({e})") from e
+        self.table = pa.Table.from_batches(batches, schema=_LOG_SCHEMA)
+        self.n = self.table.num_rows
+
+    def _keep(self, event: pa.Array | pa.ChunkedArray, ts: pa.Array | pa.ChunkedArray,
+              count: bool = False) -> np.ndarray:
+        """Rows of the window that are not exposure; ``count``: add the others to ``left_out``."""
+        words = col.encode_words(event if isinstance(event, pa.ChunkedArray) else pa.chunked_array([event]))
+        kinds = [str(w).strip().lower() for w in words.dictionary.to_pylist()]
+        lut = np.array([EXPOSURE.index(k) if k in EXPOSURE else -1 for k in kinds] + [-1], dtype=np.int8)
+        exposure = lut[col.to_numpy(words.indices, len(kinds))]
+        recent = (np.ones(len(exposure), dtype=bool) if self.since is None
+                  else col.to_numpy(ts, np.iinfo(np.int64).max) >= self.since)
+        if count:
+            if old := int((~recent).sum()):
+                self.left_out["before_since"] = self.left_out.get("before_since", 0) + old
+            for k, n in enumerate(np.bincount(exposure[recent & (exposure >= 0)], minlength=len(EXPOSURE))):
+                if n:
+                    self.left_out[EXPOSURE[k]] = self.left_out.get(EXPOSURE[k], 0) + int(n)
+        return recent & (exposure < 0)
+
+    def column(self, name: str) -> pa.ChunkedArray | None:
+        return self.table.column(name)
+
+    def where(self, rows: np.ndarray) -> list[str]:
+        """``part file:row N`` of rows of the table: the file's kept rows are found again by reading
+        its event and ts columns (only for the few rows a message quotes)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(self._kept)))
+        part = np.searchsorted(starts, rows, side="right") - 1
+        out = [""] * len(rows)
+        for f in np.unique(part):
+            t = pq.read_table(self.files[f], columns=["event", "ts"])
+            kept = np.flatnonzero(self._keep(t.column("event"), t.column("ts")))
+            for i in np.flatnonzero(part == f):
+                out[i] = f"{self.files[f]}:row {kept[rows[i] - starts[f]] + 1}"
+        return out
+
+    def records(self) -> int:
+        """Records in the whole log, every kind and day (read from the part files' footers)."""
+        return sum(pq.read_metadata(f).num_rows for f in log_files(self.path))
+
+
+class Sources:
+    """Several events sources as one for messages: rows numbered across them, in order."""
+
+    def __init__(self, srcs: list[InputFile | LogInput]):
+        self.srcs, self.name = srcs, " + ".join(s.name for s in srcs)
+        self.starts = np.cumsum([0] + [s.n for s in srcs])
+
+    def where(self, rows: np.ndarray) -> list[str]:
+        rows = np.asarray(rows, dtype=np.int64)
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        out = [""] * len(rows)
+        for i in np.unique(which):
+            at = np.flatnonzero(which == i)
+            for j, place in zip(at, self.srcs[i].where(rows[at] - self.starts[i]), strict=True):
+                out[j] = place
+        return out
+
+
+def open_events(path: str | Path, since: int | None = None) -> InputFile | LogInput:
+    """An events source: a file, or the service's event log folder (only the log reads ``since``
+    here; a file's rows are windowed after their ts is parsed)."""
+    if Path(path).is_dir():
+        return LogInput(path, since)
+    if not Path(path).exists() and not any(str(path).lower().endswith(s) for s, _ in _FORMATS):
+        raise InputError(f"{path}: no such file or folder (--events takes an events file or the "
+                         f"service's event log folder)")
+    return InputFile(path, "events")
+
+
+def parse_since(text: str, now: float | None = None) -> int:
+    """``--since``: a span back from now (``90d``, ``24h``, ``2w``) or an ISO date or time (UTC when it
+    names no zone) -> epoch seconds."""
+    t = text.strip()
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*([hdw])", t.lower()):
+        return int((time.time() if now is None else now) - float(m[1]) * _SPANS[m[2]])
+    if t:
+        v, ok = col.parse_iso(pa.array([t]))
+        if ok[0]:
+            return int(v[0])
+    raise InputError(f"--since {text!r}: not a span or a date (use e.g. 90d, 24h, 2w, 2026-09-04 or "
+                     f"2026-09-04T12:00:00+08:00)")
+
+
+def describe_time(ts: int) -> str:
+    """``2026-09-04`` at midnight UTC, else ``2026-09-04 13:27 UTC``: how messages name a time."""
+    return time.strftime("%Y-%m-%d" if ts % 86400 == 0 else "%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
 def _open_bytes(path: Path) -> io.BufferedIOBase:
