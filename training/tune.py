@@ -193,9 +193,11 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int = 30, minutes
         space = search_space(val.split.train, scale, clock=has_clock(ds.events))
     if val.name != "leave-last-out":
         _say(steps, f"no clock: validating on a {val.name} (seeded), not on each member's last event")
-    _say(steps, f"validating on {len(val.members):,} members; time scale: median gap "
-               f"{human_duration(scale.member_gap)}, median history {human_duration(scale.member_span)}, "
-               f"data span {human_duration(scale.data_span)}; event types {', '.join(space.event_types)}")
+    clock = (f"median gap {human_duration(scale.member_gap)}, median history "
+             f"{human_duration(scale.member_span)}, data span {human_duration(scale.data_span)}"
+             if "member" in space.decays else "none (no clock)")
+    _say(steps, f"validating on {len(val.members):,} members; time scale: {clock}; "
+                f"event types {', '.join(space.event_types)}")
 
     records: list[TrialRecord] = []
     best: dict[str, Any] = {"score": -math.inf, "config": base}
