@@ -53,6 +53,9 @@ def serve(
     event_log: Annotated[bool | None, typer.Option(
         "--event-log/--no-event-log", help="Append TrackEvents' events and the served items to the event "
                                            "log's Redis Stream (env MALLREC_EVENT_LOG; default on).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes sharing the port (SO_REUSEPORT), one core each; SIGTERM stops them "
+                    "all. Worker k's metrics are on --metrics-port + k.")] = 1,
 ) -> None:
     """Serve the Recommender gRPC API (with health checks and reflection) until SIGTERM/Ctrl-C."""
     from service import logs
@@ -69,6 +72,10 @@ def serve(
                              event_log=event_log, metrics_host=metrics_host, tls_cert=tls_cert,
                              tls_key=tls_key, tls_client_ca=tls_client_ca)
     logs.configure(settings.log_level)
+    if workers > 1:
+        from service.workers import run_workers
+
+        raise typer.Exit(run_workers(settings, workers))
 
     async def main() -> None:
         app = await build(settings).start()

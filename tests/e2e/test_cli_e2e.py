@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
 from service.cli import app as cli_app
+from service.eventlog.schema import read_log
 from tests.fixtures.redis_server import delete_prefix, free_port, shared_url, unique_prefix
 from tests.fixtures.tiny_bundle import publish_tiny
 
@@ -82,3 +83,35 @@ def test_demo_trains_serves_with_embedded_redis_and_shows_the_slots(tmp_path: Pa
                  "new-member-001"):
         assert text in done.stdout, text
     assert "degraded" not in done.stdout  # the embedded Redis answered
+    served = read_log(tmp_path / "log", columns=["event"]).column("event").to_pylist()
+    assert served and set(served) == {"served"}, "the demo's event log holds what it served"
+    assert list((tmp_path / "redis").glob("**/*.aof*")), "the embedded Redis keeps an append-only file"
+
+
+def test_serve_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
+    import psutil
+
+    publish_tiny(tmp_path / "models")
+    url, prefix = shared_url(), unique_prefix()
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    env = {**os.environ, "MALLREC_DRAIN_SECONDS": "0", "MALLREC_REDIS_PREFIX": prefix}
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--models",
+                             str(tmp_path / "models"), "--port", str(port), "--redis-url", url,
+                             "--workers", "2"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while health(target) != SERVING:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "workers never became SERVING"
+            time.sleep(0.1)
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, proc.stderr.read() if proc.stderr else ""
+        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        delete_prefix(url, prefix)
