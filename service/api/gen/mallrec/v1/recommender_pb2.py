@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmallrec/v1/recommender.proto\x12\nmallrec.v1\"A\n\x07\x43ontext\x12\r\n\x05query\x18\x01 \x01(\t\x12\x16\n\x0eorder_item_ids\x18\x02 \x03(\t\x12\x0f\n\x07page_id\x18\x03 \x01(\t\"4\n\x06Reason\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"[\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06source\x18\x03 \x01(\t\x12#\n\x07reasons\x18\x04 \x03(\x0b\x32\x12.mallrec.v1.Reason\"|\n\x10RecommendRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0c\n\x04slot\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x13.mallrec.v1.Context\"\x96\x01\n\x11RecommendResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.mallrec.v1.Item\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\rrules_version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0c\n\x04slot\x18\x06 \x01(\t\"*\n\x0bSlotRequest\x12\x0c\n\x04slot\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\x8b\x01\n\x14RecommendPageRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12&\n\x05slots\x18\x02 \x03(\x0b\x32\x17.mallrec.v1.SlotRequest\x12$\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x13.mallrec.v1.Context\x12\x12\n\nrequest_id\x18\x04 \x01(\t\":\n\tSlotItems\x12\x0c\n\x04slot\x18\x01 \x01(\t\x12\x1f\n\x05items\x18\x02 \x03(\x0b\x32\x10.mallrec.v1.Item\"\x91\x01\n\x15RecommendPageResponse\x12$\n\x05slots\x18\x01 \x03(\x0b\x32\x15.mallrec.v1.SlotItems\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\rrules_version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"5\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"N\n\x14SimilarItemsResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.mallrec.v1.Item\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x8c\x01\n\x05\x45vent\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\n\n\x02ts\x18\x04 \x01(\x03\x12\x0c\n\x04slot\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x12\x10\n\x08quantity\x18\x08 \x01(\x05\"7\n\x12TrackEventsRequest\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.mallrec.v1.Event\"O\n\x13TrackEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nnew_events\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x32\xd0\x02\n\x0bRecommender\x12H\n\tRecommend\x12\x1c.mallrec.v1.RecommendRequest\x1a\x1d.mallrec.v1.RecommendResponse\x12T\n\rRecommendPage\x12 .mallrec.v1.RecommendPageRequest\x1a!.mallrec.v1.RecommendPageResponse\x12Q\n\x0cSimilarItems\x12\x1f.mallrec.v1.SimilarItemsRequest\x1a .mallrec.v1.SimilarItemsResponse\x12N\n\x0bTrackEvents\x12\x1e.mallrec.v1.TrackEventsRequest\x1a\x1f.mallrec.v1.TrackEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmallrec/v1/recommender.proto\x12\nmallrec.v1\"A\n\x07\x43ontext\x12\r\n\x05query\x18\x01 \x01(\t\x12\x16\n\x0eorder_item_ids\x18\x02 \x03(\t\x12\x0f\n\x07page_id\x18\x03 \x01(\t\"4\n\x06Reason\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"[\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06source\x18\x03 \x01(\t\x12#\n\x07reasons\x18\x04 \x03(\x0b\x32\x12.mallrec.v1.Reason\"|\n\x10RecommendRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0c\n\x04slot\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x13.mallrec.v1.Context\"\xb7\x01\n\x11RecommendResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.mallrec.v1.Item\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\rrules_version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0c\n\x04slot\x18\x06 \x01(\t\x12\x12\n\nexperiment\x18\x07 \x01(\t\x12\x0b\n\x03\x61rm\x18\x08 \x01(\t\"*\n\x0bSlotRequest\x12\x0c\n\x04slot\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\x8b\x01\n\x14RecommendPageRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12&\n\x05slots\x18\x02 \x03(\x0b\x32\x17.mallrec.v1.SlotRequest\x12$\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x13.mallrec.v1.Context\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"[\n\tSlotItems\x12\x0c\n\x04slot\x18\x01 \x01(\t\x12\x1f\n\x05items\x18\x02 \x03(\x0b\x32\x10.mallrec.v1.Item\x12\x12\n\nexperiment\x18\x03 \x01(\t\x12\x0b\n\x03\x61rm\x18\x04 \x01(\t\"\x91\x01\n\x15RecommendPageResponse\x12$\n\x05slots\x18\x01 \x03(\x0b\x32\x15.mallrec.v1.SlotItems\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x15\n\rrules_version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"5\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"N\n\x14SimilarItemsResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.mallrec.v1.Item\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x8c\x01\n\x05\x45vent\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\n\n\x02ts\x18\x04 \x01(\x03\x12\x0c\n\x04slot\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x12\x10\n\x08quantity\x18\x08 \x01(\x05\"7\n\x12TrackEventsRequest\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.mallrec.v1.Event\"O\n\x13TrackEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nnew_events\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x32\xd0\x02\n\x0bRecommender\x12H\n\tRecommend\x12\x1c.mallrec.v1.RecommendRequest\x1a\x1d.mallrec.v1.RecommendResponse\x12T\n\rRecommendPage\x12 .mallrec.v1.RecommendPageRequest\x1a!.mallrec.v1.RecommendPageResponse\x12Q\n\x0cSimilarItems\x12\x1f.mallrec.v1.SimilarItemsRequest\x1a .mallrec.v1.SimilarItemsResponse\x12N\n\x0bTrackEvents\x12\x1e.mallrec.v1.TrackEventsRequest\x1a\x1f.mallrec.v1.TrackEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,25 +40,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOMMENDREQUEST']._serialized_start=258
   _globals['_RECOMMENDREQUEST']._serialized_end=382
   _globals['_RECOMMENDRESPONSE']._serialized_start=385
-  _globals['_RECOMMENDRESPONSE']._serialized_end=535
-  _globals['_SLOTREQUEST']._serialized_start=537
-  _globals['_SLOTREQUEST']._serialized_end=579
-  _globals['_RECOMMENDPAGEREQUEST']._serialized_start=582
-  _globals['_RECOMMENDPAGEREQUEST']._serialized_end=721
-  _globals['_SLOTITEMS']._serialized_start=723
-  _globals['_SLOTITEMS']._serialized_end=781
-  _globals['_RECOMMENDPAGERESPONSE']._serialized_start=784
-  _globals['_RECOMMENDPAGERESPONSE']._serialized_end=929
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=931
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=984
-  _globals['_SIMILARITEMSRESPONSE']._serialized_start=986
-  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1064
-  _globals['_EVENT']._serialized_start=1067
-  _globals['_EVENT']._serialized_end=1207
-  _globals['_TRACKEVENTSREQUEST']._serialized_start=1209
-  _globals['_TRACKEVENTSREQUEST']._serialized_end=1264
-  _globals['_TRACKEVENTSRESPONSE']._serialized_start=1266
-  _globals['_TRACKEVENTSRESPONSE']._serialized_end=1345
-  _globals['_RECOMMENDER']._serialized_start=1348
-  _globals['_RECOMMENDER']._serialized_end=1684
+  _globals['_RECOMMENDRESPONSE']._serialized_end=568
+  _globals['_SLOTREQUEST']._serialized_start=570
+  _globals['_SLOTREQUEST']._serialized_end=612
+  _globals['_RECOMMENDPAGEREQUEST']._serialized_start=615
+  _globals['_RECOMMENDPAGEREQUEST']._serialized_end=754
+  _globals['_SLOTITEMS']._serialized_start=756
+  _globals['_SLOTITEMS']._serialized_end=847
+  _globals['_RECOMMENDPAGERESPONSE']._serialized_start=850
+  _globals['_RECOMMENDPAGERESPONSE']._serialized_end=995
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=997
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=1050
+  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1052
+  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1130
+  _globals['_EVENT']._serialized_start=1133
+  _globals['_EVENT']._serialized_end=1273
+  _globals['_TRACKEVENTSREQUEST']._serialized_start=1275
+  _globals['_TRACKEVENTSREQUEST']._serialized_end=1330
+  _globals['_TRACKEVENTSRESPONSE']._serialized_start=1332
+  _globals['_TRACKEVENTSRESPONSE']._serialized_end=1411
+  _globals['_RECOMMENDER']._serialized_start=1414
+  _globals['_RECOMMENDER']._serialized_end=1750
 # @@protoc_insertion_point(module_scope)

@@ -53,20 +53,24 @@ class RecommendRequest(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., slot: _Optional[str] = ..., count: _Optional[int] = ..., request_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "model_version", "rules_version", "degraded", "request_id", "slot")
+    __slots__ = ("items", "model_version", "rules_version", "degraded", "request_id", "slot", "experiment", "arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RULES_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     model_version: str
     rules_version: str
     degraded: bool
     request_id: str
     slot: str
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_version: _Optional[str] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., request_id: _Optional[str] = ..., slot: _Optional[str] = ...) -> None: ...
+    experiment: str
+    arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_version: _Optional[str] = ..., rules_version: _Optional[str] = ..., degraded: _Optional[bool] = ..., request_id: _Optional[str] = ..., slot: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class SlotRequest(_message.Message):
     __slots__ = ("slot", "count")
@@ -89,12 +93,16 @@ class RecommendPageRequest(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., slots: _Optional[_Iterable[_Union[SlotRequest, _Mapping]]] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SlotItems(_message.Message):
-    __slots__ = ("slot", "items")
+    __slots__ = ("slot", "items", "experiment", "arm")
     SLOT_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     slot: str
     items: _containers.RepeatedCompositeFieldContainer[Item]
-    def __init__(self, slot: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ...) -> None: ...
+    experiment: str
+    arm: str
+    def __init__(self, slot: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class RecommendPageResponse(_message.Message):
     __slots__ = ("slots", "model_version", "rules_version", "degraded", "request_id")
