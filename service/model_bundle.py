@@ -417,9 +417,9 @@ def resolve(models_dir_or_bundle: str | Path) -> Path:
         return path
     if (path / CURRENT_FILE).exists():
         version = current_version(path)
-        if version is None:
-            raise BundleError(f"{path / CURRENT_FILE} is empty: it should name a version in "
-                              f"{path / VERSIONS_DIR}")
+        if version is None or not re.fullmatch(VERSION_PATTERN, version):
+            raise BundleError(f"{path / CURRENT_FILE} is {'empty' if version is None else repr(version)}: "
+                              f"it should name a version (a folder) in {path / VERSIONS_DIR}")
         return path / VERSIONS_DIR / version
     if path.parent.name == VERSIONS_DIR:  # the folder of one version (what the reload watcher loads)
         raise _missing_version(path) if not path.is_dir() else BundleError(f"{path}: missing manifest")

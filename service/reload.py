@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from service.errors import MallrecError
 from service.model import ServingModel
-from service.model_bundle import CURRENT_FILE, VERSIONS_DIR, BundleError, current_version
+from service.model_bundle import CURRENT_FILE, VERSION_PATTERN, VERSIONS_DIR, BundleError, current_version
 
 if TYPE_CHECKING:
     from service.rules.loader import LoadedRules
@@ -114,6 +115,8 @@ class BundleWatcher(Poller):
         if version is None or version == self.rejected or (live is not None and live.version == version):
             return False
         try:
+            if not re.fullmatch(VERSION_PATTERN, version):  # never a path out of versions/
+                raise BundleError(f"{self.models_dir / CURRENT_FILE} names {version!r}, not a version")
             with sharing_the_gil():
                 model = await asyncio.to_thread(self.loader, self.models_dir / VERSIONS_DIR / version)
             if model.version != version:  # a loader that does not check the folder name itself

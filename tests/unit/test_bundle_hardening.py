@@ -246,3 +246,16 @@ def test_train_refuses_to_publish_a_diverged_fit(tmp_path: Path, monkeypatch: py
     with pytest.raises(mb.BundleError, match="train: item_factors has 8 non-finite"):
         pipeline.train(ds, config, tmp_path / "models")
     assert mb.current_version(tmp_path / "models") is None
+
+
+def test_current_naming_a_path_is_refused_without_reading_outside_versions(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    elsewhere = publish_tiny(tmp_path / "other", NOW)
+    publish_tiny(tmp_path / "models", NOW)
+    models = tmp_path / "models"
+    point_current(models, f"../../other/{mb.VERSIONS_DIR}/{elsewhere.name}")
+    with pytest.raises(mb.BundleError, match="should name a version"):
+        mb.load(models)
+    w = Watch(models, caplog)
+    assert w.check(times=2) == [False, False]
+    assert w.loads == [] and len(w.failed) == 1 and "not a version" in w.failed[0][1]
