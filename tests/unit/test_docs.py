@@ -104,13 +104,20 @@ def test_training_config_example_validates():
     assert documented.reranker == defaults.reranker and documented.index == defaults.index
 
 
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", path.read_text(), re.M)}
+
+
 def test_doc_links_resolve():
-    """Relative links between the docs point at files that exist."""
+    """Relative links between the docs point at files (and headings) that exist."""
     broken = []
     for doc in DOCS:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", doc.read_text()):
             if "://" in target:
                 continue
-            if not (doc.parent / target).exists():
-                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+            path = (doc.parent / target) if target else doc
+            if not path.exists() or (anchor and path.suffix == ".md" and anchor not in _anchors(path)):
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}#{anchor}")
     assert not broken, broken
