@@ -133,34 +133,39 @@ def sink(
     log: Annotated[Path, typer.Option("--log", help="The event log's folder: LOG_DIR/date=YYYY-MM-DD/"
                                                     "part-*.parquet (created when missing).")],
     redis_url: Annotated[str | None, typer.Option(
-        "--redis-url", help="The Redis the servers write to (env REDIS_URL).")] = None,
-    prefix: Annotated[str, typer.Option(help="Key prefix the servers use (env MALLREC_REDIS_PREFIX).")] = "",
-    metrics_port: MetricsOpt = None,
+        "--redis-url", envvar="REDIS_URL", help="The Redis the servers write to.")] = None,
+    prefix: Annotated[str, typer.Option(envvar="MALLREC_REDIS_PREFIX",
+                                        help="Key prefix the servers use.")] = "mallrec:",
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", envvar="MALLREC_METRICS_PORT",
+        help="Serve Prometheus metrics on this HTTP port.")] = None,
+    metrics_host: Annotated[str, typer.Option(envvar="MALLREC_METRICS_HOST",
+                                              help="Address of the metrics endpoint.")
+                            ] = "127.0.0.1",
     batch: Annotated[int, typer.Option(min=1, help="Records per batch at most (one file per day each).")] = 10_000,
     flush_seconds: Annotated[float, typer.Option(min=0.1, help="Write a batch once its oldest record waited "
                                                                 "this long.")] = 5.0,
-    lock_seconds: Annotated[float, typer.Option(min=0.5, help="The sink's lock lives this long unless renewed: "
-                                                              "how soon a standby takes over from a dead sink.")] = 10.0,
+    lock_seconds: Annotated[float, typer.Option(
+        min=0.5, envvar="MALLREC_SINK_LOCK_SECONDS",
+        help="The sink's lock lives this long unless renewed: how soon a standby takes over from a dead sink.")] = 10.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """The event-log sink: reads the servers' Redis Stream and writes day-partitioned Parquet files, each
     acknowledged only once fsynced. Run one (a second one stands by); SIGTERM writes what it holds."""
-    import os
-
     from service import logs
     from service.eventlog.sink import Sink, SinkMetrics
     from service.metrics import Metrics
 
-    url = redis_url or os.environ.get("REDIS_URL")
+    url = redis_url
     if not url:
         raise MallrecError("the sink reads the Redis the servers write to: give --redis-url or set REDIS_URL")
     logs.configure(log_level.upper())
     metrics = Metrics()
-    the_sink = Sink(url, log, prefix=prefix or os.environ.get("MALLREC_REDIS_PREFIX") or "mallrec:",
+    the_sink = Sink(url, log, prefix=prefix,
                     batch_max=batch, flush_seconds=flush_seconds, lock_ttl=lock_seconds,
                     metrics=SinkMetrics(metrics.registry))
     if metrics_port is not None:
-        metrics.serve(metrics_port)
+        metrics.serve(metrics_port, metrics_host)
 
     async def main() -> None:
         import signal
