@@ -4,9 +4,9 @@
 
 Asks ``grpc.health.v1.Health/Check`` and exits 0 when the answer is SERVING, 1 otherwise (NOT_SERVING,
 an unknown service name, nothing listening, a timeout), printing one line that says which. Service
-names of `mallrec serve`: "" (the server as a whole; NOT_SERVING until the first model bundle has
-loaded and while draining), "mallrec.v1.Recommender"; "mallrec.v1.EventIntake" (NOT_SERVING while
-Redis is unreachable) is being added.
+names of `mallrec serve`: "" (the process; NOT_SERVING only while draining), "mallrec.v1.Recommender"
+(NOT_SERVING until the first model bundle has loaded) and "mallrec.v1.EventIntake" (NOT_SERVING while
+Redis is unreachable).
 
 The defaults come from the environment where set: MALLREC_HEALTH_ADDR, else 127.0.0.1:$MALLREC_PORT
 (50051); MALLREC_HEALTH_SERVICE (""). Only grpcio and grpcio-health-checking are imported, so a check

@@ -46,7 +46,9 @@ from service.state.redis_store import RedisStateStore
 from service.validation import TrackLimits
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name  # mallrec.v1.Recommender
+#: Health service names: "" SERVING while the server is up (liveness); SERVICE_NAME
+#: (mallrec.v1.Recommender) SERVING once a model is loaded and it can recommend (readiness).
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 #: A second health service name: SERVING while TrackEvents can store events (Redis answers), so a
 #: readiness probe can choose between "can recommend" (SERVICE_NAME) and "can take events".
 EVENT_INTAKE = "mallrec.v1.EventIntake"
@@ -111,6 +113,7 @@ class App:
         except RuntimeError as e:
             raise MallrecError(f"cannot listen on {address} (port in use?): {e}") from e
         await self.server.start()
+        await self.health.set("", SERVING)  # the process is up (liveness); the model is SERVICE_NAME's
         self.watcher.start()
         if self.rules_watcher is not None:
             self.rules_watcher.start()
@@ -226,7 +229,6 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
         gc.freeze()
         metrics.model_live(model.version, str(model.bundle.manifest.get("created_at", "")))
         metrics.reranker_ready.set(int(rerank_runtime(model).ready))
-        await health.set("", SERVING)
         await health.set(SERVICE_NAME, SERVING)
 
     async def on_failed(version: str, error: Exception) -> None:

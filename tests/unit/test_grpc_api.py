@@ -77,8 +77,11 @@ def test_no_model_means_unavailable_and_not_serving(tmp_path: Path) -> None:
             code, _ = await status_of(pb_grpc.RecommenderStub(ch).Recommend(
                 pb.RecommendRequest(member_id="m1", slot="check_in", count=3)))
             assert code == grpc.StatusCode.UNAVAILABLE
-            health = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
-            assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            stub = health_pb2_grpc.HealthStub(ch)
+            ready = await stub.Check(health_pb2.HealthCheckRequest(service="mallrec.v1.Recommender"))
+            assert ready.status == health_pb2.HealthCheckResponse.NOT_SERVING  # cannot recommend yet
+            alive = await stub.Check(health_pb2.HealthCheckRequest())
+            assert alive.status == health_pb2.HealthCheckResponse.SERVING  # but the process is up
 
     asyncio.run(go())
 
