@@ -153,7 +153,7 @@ def tune(
 
 
 def make_split(ds, holdout: Path | None, split: SplitKind, test_days: float):
-    from training.dataset import holdout_split, leave_last_out, temporal
+    from training.dataset import has_clock, holdout_split, leave_last_out, leave_random_out, temporal
 
     if holdout is not None:
         from training.events import read_pairs
@@ -162,6 +162,10 @@ def make_split(ds, holdout: Path | None, split: SplitKind, test_days: float):
         return holdout_split(ds, members, items)
     if split is SplitKind.temporal:
         return temporal(ds, test_days)
+    if not has_clock(ds.events):  # "last" would be last in file order: hold out a random item instead
+        err.print("no usable clock (every event has the same time): leave-last-out holds out a random "
+                  "item per member (seeded) instead of the last in file order", highlight=False)
+        return leave_random_out(ds)
     return leave_last_out(ds)
 
 

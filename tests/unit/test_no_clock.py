@@ -202,3 +202,12 @@ def test_leave_random_out_holds_out_one_item_per_member_with_two_or_more() -> No
     train_pairs = set(zip(split.train.events.member.tolist(), split.train.events.item.tolist(), strict=True))
     assert not any(p in train_pairs for p in zip(split.test_members.tolist(), split.test_items.tolist(),
                                                   strict=True))
+
+
+def test_evaluate_without_a_holdout_holds_out_random_items_not_the_file_order(tmp_path: Path) -> None:
+    f = write_files(flat(), tmp_path)
+    args = ["evaluate", "--events", str(f["events"]), "--items", str(f["items"]),
+            "--config", str(f["config"]), "--k", "10"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "holds out a random item per member" in result.output
