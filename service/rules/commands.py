@@ -115,7 +115,7 @@ def preview(
         other = load_rules(diff, model=model)
         report = run_diff(model, loaded.registry, other.registry, slot, sample, count, when, context, states)
         body = {**header, "diff_rules": str(diff), "diff_rules_version": other.registry.version,
-                **report.as_json()}
+                **report.as_json(), "rules_file": str(rules)}  # report's "rules": what each rule did
         return out.print_json(json.dumps(body)) if as_json else _print_diff(body)
     assert member is not None
     result = run_slot(model, loaded.registry, member, slot, count, when, context, states.get(member))
@@ -177,8 +177,9 @@ def _ids(ids: list[str]) -> str:
 
 
 def _print_diff(body: dict[str, Any]) -> None:
-    out.print(f"[bold]{body['slot']}[/]: {body['rules']} ({body['rules_version']}) -> {body['diff_rules']} "
-              f"({body['diff_rules_version']}), {body['members']} members at {body['at']}", highlight=False)
+    out.print(f"[bold]{body['slot']}[/]: {body['rules_file']} ({body['rules_version']}) -> "
+              f"{body['diff_rules']} ({body['diff_rules_version']}), {body['members']} members "
+              f"at {body['at']}", highlight=False)
     out.print(f"[dim]state: {body['state']}[/]", highlight=False)
     out.print(f"members whose slot changed: {body['members_changed']} of {body['members']}; "
               f"positions changed: {body['positions_changed_share']:.1%}", highlight=False)

@@ -65,6 +65,7 @@ def test_diff_counts_what_a_change_moves_over_a_sample(files: dict[str, Path]) -
     text = preview(files, "--rules", str(files["old"]), "--diff", str(files["new"]), "--slot", "t",
                    "--members", "5")
     assert "members whose slot changed: 5 of 5" in text and "Vegan week" in text
+    assert f"{files['old']} (" in text and f"-> {files['new']} (" in text, "the header names both files"
 
 
 def test_at_reads_epoch_seconds_or_iso_in_the_rules_time_zone() -> None:
