@@ -15,8 +15,9 @@ Publishing writes the whole bundle beside the live ones, fsyncs it, renames the 
 ``versions/`` and only then replaces ``CURRENT`` (``os.replace`` is atomic), so a reader never sees
 half a bundle. Every file's SHA-256 is in the manifest; :func:`load` checks them, so a truncated or
 corrupt bundle is rejected instead of served. The manifest's shape is one typed model
-(:class:`Manifest`) that the writer validates before writing and the reader before trusting it, and
-factors or scores that are NaN or infinite are refused on both sides.
+(:class:`Manifest`, in :mod:`service.bundle_manifest` and re-exported here) that the writer
+validates before writing and the reader before trusting it, and factors or scores that are NaN or
+infinite are refused on both sides.
 """
 
 from __future__ import annotations
@@ -32,47 +33,34 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from service.errors import MallrecError
+from service.bundle_manifest import (  # noqa: F401  (re-exported)
+    ARRAYS,
+    ITEMS_TABLE,
+    MANIFEST,
+    MEMBERS_TABLE,
+    SCHEMA_VERSION,
+    VERSION_PATTERN,
+    BundleError,
+    FileEntry,
+    Manifest,
+    check_manifest,
+    read_manifest,
+)
 from service.ids import column_to_numpy, text_array, unique_text
 
-SCHEMA_VERSION = 1
 CURRENT_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
-MANIFEST = "manifest.json"
-#: A version is a folder name: no path separators, no leading dot (those are bundles being written).
-VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$"
 
 #: Event types in the order of their bit in ``history_events`` (bit 0 = view ... bit 4 = purchase).
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "fav", "cart", "purchase")
 EVENT_BIT = {name: 1 << i for i, name in enumerate(EVENT_TYPES)}
 
-# Numeric arrays, saved as .npy. Name -> (dtype, required).
-ARRAYS: dict[str, tuple[str, bool]] = {
-    "item_factors": ("float32", True),  # [n_items, f]
-    "member_factors": ("float32", True),  # [n_members, f]
-    "popularity_global": ("float32", True),  # [n_items] time-decayed weighted interactions
-    "popularity_trending": ("float32", True),  # [n_items] recent-window growth score
-    "neighbour_items": ("int32", True),  # [n_items, k] item-to-item neighbours (-1 = none)
-    "neighbour_scores": ("float32", True),  # [n_items, k] cosine similarity
-    "history_indptr": ("int64", True),  # CSR over members: member i owns [indptr[i], indptr[i+1])
-    "history_items": ("int32", True),  # item index per history entry
-    "history_last_ts": ("int64", True),  # last event time (seconds) per entry
-    "history_events": ("uint8", True),  # bit mask of event types seen (EVENT_BIT)
-    "history_purchases": ("int32", True),  # purchase count per entry
-    "history_first_purchase_ts": ("int64", True),  # first purchase time, -1 when never bought
-    # members by id (a stable argsort of member_id; the trainer makes it, else publish): the service's
-    # id lookup need not sort a million ids on every swap, beside requests (older bundles still load)
-    "member_order": ("int64", False),
-}
-ITEMS_TABLE = "items.parquet"  # item_id, category, brand, price, stock, on_shelf, launched_at, tags
-MEMBERS_TABLE = "members.parquet"  # member_id, tier, points
 FAISS_INDEX = "items.faiss"
 RERANKER = "reranker.onnx"
 
@@ -80,55 +68,6 @@ RERANKER = "reranker.onnx"
 #: Arrays refused when they hold NaN or infinity: every score a member sees is made from them.
 FINITE_ARRAYS = ("item_factors", "member_factors", "popularity_global", "popularity_trending",
                  "neighbour_scores")
-
-
-class BundleError(MallrecError):
-    """A bundle that cannot be served: missing, corrupt or from an unknown schema."""
-
-
-class FileEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    bytes: StrictInt = Field(ge=0)
-
-
-class Manifest(BaseModel):
-    """``manifest.json``'s shape: what a reader must trust before reading a file; the trainer's
-    reports ride along as extra keys. A bundle's folder is named ``version``."""
-
-    model_config = ConfigDict(extra="allow")
-    schema_version: Literal[1]
-    version: str = Field(max_length=200, pattern=VERSION_PATTERN)
-    created_at: str
-    files: dict[str, FileEntry]
-    hyperparameters: dict[str, Any] = {}
-    index: dict[str, Any] = {}
-    reranker: dict[str, Any] = {}
-
-    @field_validator("files")
-    @classmethod
-    def _every_file_listed(cls, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
-        if odd := sorted(n for n in files if "/" in n or "\\" in n or n.startswith(".")):
-            raise ValueError(f"file names must be plain names in the bundle folder, not {odd}")
-        needed = [f"{a}.npy" for a, (_, required) in ARRAYS.items() if required]
-        if missing := [n for n in (*needed, ITEMS_TABLE, MEMBERS_TABLE) if n not in files]:
-            raise ValueError(f"no checksum for {', '.join(missing)}")
-        return files
-
-
-def check_manifest(raw: Any, where: str | Path) -> Manifest:
-    """``raw`` (a parsed manifest) as a Manifest; BundleError naming every field that is wrong."""
-    if not isinstance(raw, dict):
-        raise BundleError(f"{where}: manifest is a JSON {type(raw).__name__}, not an object")
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(f"{where}: schema_version {raw.get('schema_version')!r}, "
-                          f"this mallrec reads {SCHEMA_VERSION}")
-    try:
-        return Manifest.model_validate(raw)
-    except ValidationError as e:
-        why = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'manifest'}: "
-                        f"{err['msg'].replace('Value error, ', '')}" for err in e.errors())
-        raise BundleError(f"{where}: manifest does not match the bundle schema ({why})") from e
 
 
 def check_finite(name: str, arr: np.ndarray, where: str = "bundle") -> None:
@@ -364,13 +303,26 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     previous = current_version(models_dir)
-    pointer_tmp = models_dir / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
-    _write_file(pointer_tmp, lambda f: f.write(f"{version}\n".encode()))
-    os.replace(pointer_tmp, models_dir / CURRENT_FILE)
-    _fsync_dir(models_dir)
+    set_current(models_dir, version)
     _prune(versions, keep=keep, protect={version, previous})
     bundle.path = final
     return final
+
+
+def set_current(models_dir: str | Path, version: str) -> None:
+    """Point CURRENT at ``version`` atomically and durably (temp file, fsync, rename, fsync the
+    folder): a reader sees the old line or the new one, and a crash cannot leave it empty."""
+    if not re.fullmatch(VERSION_PATTERN, version):
+        raise BundleError(f"{version!r} is not a version (a folder name: {VERSION_PATTERN})")
+    models_dir = Path(models_dir)
+    pointer_tmp = models_dir / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
+    try:
+        _write_file(pointer_tmp, lambda f: f.write(f"{version}\n".encode()))
+        os.replace(pointer_tmp, models_dir / CURRENT_FILE)
+    except BaseException:
+        pointer_tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(models_dir)
 
 
 def member_order(member_ids: np.ndarray) -> np.ndarray:
@@ -429,21 +381,6 @@ def resolve(models_dir_or_bundle: str | Path) -> Path:
 def _missing_version(path: Path) -> BundleError:
     return BundleError(f"{path} does not exist: {CURRENT_FILE} names version {path.name!r}, which is not "
                        f"in {path.parent} (removed, or not copied yet?)")
-
-
-def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
-    """The manifest as a mapping, once it matches :class:`Manifest` (BundleError otherwise)."""
-    path = Path(bundle_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise BundleError(f"{path}: missing manifest") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: manifest is not valid JSON ({e})") from e
-    except OSError as e:
-        raise BundleError(f"{path}: cannot read the manifest ({e.strerror})") from e
-    check_manifest(manifest, path)
-    return manifest
 
 
 def load(models_dir_or_bundle: str | Path, verify: bool = True, with_index: bool = True) -> Bundle:
