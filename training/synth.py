@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +71,7 @@ def generate(out_dir: str | Path, *, members: int, items: int, events: int, seed
     now = int(now if now is not None else time.time() // DAY * DAY)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    root = np.random.SeedSequence(seed)
-    s_items, s_members, s_events = root.spawn(3)
-    cat = _Catalogue(np.random.default_rng(s_items), items, now, days)
-    mem = _Members(np.random.default_rng(s_members), members, now, cat)
+    cat, mem, s_events = _mall(seed, members, items, now, days)
     paths = {name: out / f"{name}.{fmt}" for name in ("events", "items", "members")}
     _write_table(cat.table(), paths["items"], fmt)
     _write_table(mem.table(), paths["members"], fmt)
@@ -83,6 +81,50 @@ def generate(out_dir: str | Path, *, members: int, items: int, events: int, seed
             if progress is not None:
                 progress(table.num_rows)
     return paths
+
+
+def _mall(seed: int, members: int, items: int, now: int, days: int
+          ) -> tuple[_Catalogue, _Members, np.random.SeedSequence]:
+    """The catalogue and members of a seed (and the events' seed): shared by ``generate`` and
+    ``hidden_tastes`` so the tastes are exactly those behind the generated events."""
+    s_items, s_members, s_events = np.random.SeedSequence(seed).spawn(3)
+    cat = _Catalogue(np.random.default_rng(s_items), items, now, days)
+    mem = _Members(np.random.default_rng(s_members), members, now, cat)
+    return cat, mem, s_events
+
+
+@dataclass(frozen=True)
+class Tastes:
+    """The ground truth behind a generated mall (indices follow the written items/members files):
+    what the simulator's members like. Never in the files, so no model can read it."""
+
+    member_ids: list[str]
+    tier: np.ndarray  # index into TIERS
+    activity: np.ndarray  # relative visit rate (log-normal, higher tiers more active)
+    pref_cat: np.ndarray  # (members, 3) favourite categories, strongest first
+    pref_brand: np.ndarray  # favourite brand
+    staple: np.ndarray  # the consumable item a member rebuys, -1 when none
+    item_ids: list[str]
+    item_cat: np.ndarray  # index into categories
+    item_brand: np.ndarray  # index into brands
+    popularity: np.ndarray  # the items' draw weight in the generator (0 for new launches)
+    new: np.ndarray  # launched within NEW_DAYS of ``now``
+    gold_only: np.ndarray
+    buyable: np.ndarray  # in stock and on shelf
+    categories: tuple[str, ...]
+    brands: tuple[str, ...]
+
+
+def hidden_tastes(*, members: int, items: int, seed: int = 7, days: int = 30, now: int) -> Tastes:
+    """The tastes behind ``generate(...)`` called with the same arguments."""
+    cat, mem, _ = _mall(seed, members, items, int(now), days)
+    return Tastes(
+        member_ids=mem.ids.to_pylist(), tier=mem.tier, activity=np.diff(mem.cum, prepend=0.0),
+        pref_cat=mem.pref_cat, pref_brand=mem.pref_brand, staple=mem.staple,
+        item_ids=cat.ids.to_pylist(), item_cat=cat.cat, item_brand=cat.brand,
+        popularity=cat.weight, new=cat.new, gold_only=cat.gold_only,
+        buyable=(cat.stock > 0) & cat.on_shelf, categories=CATEGORIES[: cat.n_cat],
+        brands=tuple(f"brand{b:03d}" for b in range(cat.n_brand)))
 
 
 _EVENT_SCHEMA = pa.schema([("member_id", pa.string()), ("item_id", pa.string()),
