@@ -16,6 +16,10 @@ Click, cart and purchase events are attributed in this order:
 
 Exposures are read from ``since - max(window)`` on, so an event early in the window still finds its
 exposure; only exposures and events from ``since`` on are counted.
+
+Experiments: exposures carry the ``experiment`` and ``arm`` of their served record (an impression its
+own when the frontend sends them), and attributed events those of their exposure, never their own;
+``--by arm`` (``training.report_arms``) compares the arms member by member.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from typing import Any
 from service.errors import MallrecError
 from service.eventlog.schema import day, log_files
 
-BY = ("slot", "source", "position", "day", "rule")
+BY = ("slot", "source", "position", "day", "rule")  # group keys of ``Attribution.group``
+REPORT_BY = (*BY, "arm")
 HOW = ("request", "slot", "window", "organic")
 ATTRIBUTED_EVENTS = ("click", "cart", "purchase")
 ORGANIC, UNKNOWN, NO_RULE = "(organic)", "(unknown)", "(none)"
@@ -98,17 +103,20 @@ def _key(by: str, events: bool) -> str:
 
 _PREPARE = """
 CREATE TEMP TABLE served AS  -- one served record per (request_id, item_id), for the lookups
-SELECT DISTINCT ON (request_id, item_id) request_id, item_id, ts, slot, position, source, rules
+SELECT DISTINCT ON (request_id, item_id) request_id, item_id, ts, slot, position, source, rules,
+       experiment, arm
 FROM log WHERE event = 'served' AND request_id <> '';
 
 CREATE TEMP TABLE exposure AS
-SELECT 'served' AS kind, member_id, item_id, ts, slot, position, source, rules FROM log
+SELECT 'served' AS kind, member_id, item_id, ts, slot, position, source, rules, experiment, arm FROM log
 WHERE event = 'served'
 UNION ALL
 SELECT 'impression', i.member_id, i.item_id, i.ts,
        CASE WHEN i.slot <> '' THEN i.slot ELSE coalesce(s.slot, '') END,
        CASE WHEN i.position >= 0 THEN i.position ELSE coalesce(s.position, -1) END,
-       coalesce(s.source, i.source), s.rules
+       coalesce(s.source, i.source), s.rules,
+       CASE WHEN i.experiment <> '' THEN i.experiment ELSE coalesce(s.experiment, '') END,
+       CASE WHEN i.experiment <> '' THEN i.arm ELSE coalesce(s.arm, '') END
 FROM log i LEFT JOIN served s ON i.request_id = s.request_id AND i.item_id = s.item_id
 WHERE i.event = 'impression';
 
@@ -124,11 +132,11 @@ SELECT row_number() OVER () AS eid, member_id, item_id, event, ts, quantity, slo
 FROM log WHERE event IN ('click', 'cart', 'purchase') AND ts >= $since;
 
 CREATE TEMP TABLE by_request AS
-SELECT e.eid, s.ts AS x_ts, s.slot, s.position, s.source, s.rules
+SELECT e.eid, s.ts AS x_ts, s.slot, s.position, s.source, s.rules, s.experiment, s.arm
 FROM ev e JOIN served s ON e.request_id = s.request_id AND e.item_id = s.item_id;
 
 CREATE TEMP TABLE by_window AS
-SELECT e.eid, x.ts AS x_ts, x.slot, x.position, x.source, x.rules
+SELECT e.eid, x.ts AS x_ts, x.slot, x.position, x.source, x.rules, x.experiment, x.arm
 FROM (SELECT ev.* FROM ev LEFT JOIN by_request r ON ev.eid = r.eid
       WHERE r.eid IS NULL AND NOT (ev.request_id <> '' AND ev.slot <> '')) e
 ASOF JOIN exposure x ON e.member_id = x.member_id AND e.item_id = x.item_id AND e.ts >= x.ts
@@ -142,7 +150,9 @@ SELECT e.eid, e.member_id, e.item_id, e.event, e.ts, e.quantity,
        coalesce(r.slot, w.slot, e.slot) AS slot,
        coalesce(r.position, w.position, -1) AS position,
        coalesce(r.source, w.source, '') AS source,
-       CASE WHEN r.eid IS NOT NULL THEN r.rules ELSE w.rules END AS rules  -- NULL: unknown
+       CASE WHEN r.eid IS NOT NULL THEN r.rules ELSE w.rules END AS rules,  -- NULL: unknown
+       coalesce(r.experiment, w.experiment, '') AS experiment,  -- the exposure's, never the event's
+       coalesce(r.arm, w.arm, '') AS arm
 FROM ev e LEFT JOIN by_request r ON e.eid = r.eid LEFT JOIN by_window w ON e.eid = w.eid;
 """
 
@@ -202,7 +212,8 @@ class Attribution:
         try:
             self.con.execute(
                 "CREATE TEMP TABLE log AS SELECT member_id, item_id, event, ts, quantity, slot, position, "
-                "request_id, source, rules FROM read_parquet($files, hive_partitioning = false) "
+                "request_id, source, rules, experiment, arm "
+                "FROM read_parquet($files, hive_partitioning = false) "
                 "WHERE ts >= $lo AND event IN ('served', 'impression', 'click', 'cart', 'purchase')",
                 {"files": files, "lo": lookback})
         except duckdb.Error as e:
@@ -326,15 +337,21 @@ def _order(by: str, key: Any, impressions: int) -> tuple:
 
 
 def build_report(log_dir: Path, *, since: str = "7d", by: str = "slot", items: Path | None = None,
-                 click_window: str = "24h", purchase_window: str = "7d",
-                 now: float | None = None) -> tuple[Report, Attribution]:
+                 click_window: str = "24h", purchase_window: str = "7d", now: float | None = None,
+                 experiment: str | None = None, rules: Path | None = None) -> tuple[Report, Attribution]:
     """Parse the flags, read the log and group it: the CLI's whole computation."""
-    if by not in BY:
-        raise ReportError(f"--by takes one of {', '.join(BY)}, not {by!r}")
+    if by not in REPORT_BY:
+        raise ReportError(f"--by takes one of {', '.join(REPORT_BY)}, not {by!r}")
+    if by != "arm" and (experiment is not None or rules is not None):
+        raise ReportError("--experiment and --rules go with --by arm")
     now = time.time() if now is None else now
     att = Attribution(log_dir, parse_since(since, now), items=items,
                       click_window=parse_duration(click_window, "--click-window"),
                       purchase_window=parse_duration(purchase_window, "--purchase-window"), now=now)
+    if by == "arm":
+        from training.report_arms import arm_report
+
+        return arm_report(att, experiment, rules), att
     return att.report(by), att
 
 
