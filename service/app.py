@@ -29,6 +29,7 @@ from prometheus_client import Counter, Gauge, Info
 
 from service.api import handlers
 from service.api.gen.mallrec.v1 import recommender_pb2 as pb
+from service.arm_models import ArmModels
 from service.errors import MallrecError
 from service.eventlog.sink import Sink, SinkMetrics
 from service.grpc_api import RecommenderServicer
@@ -72,6 +73,7 @@ class App:
     embedded: EmbeddedRedis | None = None
     rules_watcher: RulesWatcher | None = None
     sink: Sink | None = None  # the event-log sink, when this process runs it (`serve --log`)
+    arm_models: ArmModels | None = None  # bundle versions experiment arms serve beside the live one
     port: int = 0
     _sink_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _sink_task: asyncio.Task[None] | None = None
@@ -94,6 +96,8 @@ class App:
                         "and TrackEvents answers UNAVAILABLE until it is back (health: "
                         f"{EVENT_INTAKE} NOT_SERVING)", extra={"url": getattr(self.state, "safe_url", "")})
         await self.watcher.check()  # the current bundle, if there is one, before taking traffic
+        if self.arm_models is not None and self.slots.current is not None:
+            await self.arm_models.want(self.slots.current.model_versions())
         if self.models.current is None:
             log.warning("no model to serve yet: answering UNAVAILABLE until one is published",
                         extra={"models_dir": str(self.settings.models_dir)})
@@ -198,7 +202,8 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
     if registry is None and settings.rules_path is not None:
         from service.rules import load_rules
 
-        rules = load_rules(settings.rules_path)  # first, so a bad file stops the start before anything runs
+        # first, so a bad file stops the start before anything runs
+        rules = load_rules(settings.rules_path, models_dir=settings.models_dir)
         registry = rules.registry
     embedded = None
     url = settings.redis_url
@@ -217,8 +222,13 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
     models: Holder[ServingModel] = Holder()
     slots = Holder(registry or default_registry())
     served_lately = RecentlyServed()  # a rules reload must not silently drop a slot in use
-    rules_watcher = _rules_watcher(settings, rules, slots, models, state, metrics,
-                                   served_lately) if rules else None
+
+    async def arm_model_failed(version: str, error: Exception) -> None:
+        metrics.reload_failures.inc()
+
+    arm_models = ArmModels(settings.models_dir, load_model, on_failed=arm_model_failed)
+    rules_watcher = _rules_watcher(settings, rules, slots, models, state, metrics, served_lately,
+                                   arm_models) if rules else None
     health = HealthServicer()
 
     async def on_loaded(model: ServingModel) -> None:
@@ -239,7 +249,7 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
     recommender = Recommender(models, slots, state, max_count=settings.max_count,
                               record_served=settings.record_served, log_served=settings.event_log,
                               track_limits=TrackLimits(settings.max_track_events),
-                              on_slot_served=served_lately.note, clock=clock)
+                              on_slot_served=served_lately.note, arm_models=arm_models.get, clock=clock)
     sink = None
     if settings.log_dir is not None:
         if url is None:
@@ -248,7 +258,7 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
                     metrics=SinkMetrics(metrics.registry))
     return App(settings=settings, metrics=metrics, models=models, slots=slots, state=state,
                recommender=recommender, watcher=watcher, health=health, embedded=embedded,
-               rules_watcher=rules_watcher, sink=sink)
+               rules_watcher=rules_watcher, sink=sink, arm_models=arm_models)
 
 
 def tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -278,7 +288,7 @@ def load_model(path: Path) -> ServingModel:
 
 def _rules_watcher(settings: Settings, first: LoadedRules, slots: Holder[SlotRegistry],
                    models: Holder[ServingModel], state: StateStore, metrics: Metrics,
-                   served_lately: RecentlyServed) -> RulesWatcher:
+                   served_lately: RecentlyServed, arm_models: ArmModels) -> RulesWatcher:
     """Watches the rules file: a changed valid file goes live (checked against the live model), an
     invalid one is logged with every problem and counted; the rules' metrics say which is live."""
     from service.rules import load_rules
@@ -302,11 +312,13 @@ def _rules_watcher(settings: Settings, first: LoadedRules, slots: Holder[SlotReg
 
     async def on_loaded(rules: LoadedRules) -> None:
         live(rules)
+        await arm_models.want(rules.registry.model_versions())
 
     async def on_failed(error: Exception) -> None:
         failures.inc()
 
     live(first)
-    return RulesWatcher(settings.rules_path, slots, lambda p: load_rules(p, model=models.current),
+    return RulesWatcher(settings.rules_path, slots,
+                        lambda p: load_rules(p, model=models.current, models_dir=settings.models_dir),
                         interval=settings.reload_interval, digest=first.digest, on_loaded=on_loaded,
                         on_failed=on_failed, recently_served=served_lately)

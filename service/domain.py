@@ -207,6 +207,9 @@ class SlotResult:
     items: list[ServedItem]
     trace: Trace
     degraded: tuple[str, ...] = ()  # parts the slot skipped, e.g. "rerank" (served in first-stage order)
+    experiment: str = ""  # the experiment that served the slot, and the member's arm in it
+    arm: str = ""
+    model_version: str = ""  # the bundle that served it (an arm may serve another than the live one)
 
 
 @dataclass

@@ -82,9 +82,11 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                               _context(request.context), request.request_id)
             page = await self.rec.recommend(req, single=True, time_left=context.time_remaining())
             self._count_degraded(page)
-            return pb.RecommendResponse(items=_items(page.slots[0].items), model_version=page.model_version,
+            slot = page.slots[0]
+            return pb.RecommendResponse(items=_items(slot.items), model_version=slot.model_version,
                                         rules_version=page.rules_version, degraded=page.degraded,
-                                        request_id=page.request_id, slot=request.slot)
+                                        request_id=page.request_id, slot=request.slot,
+                                        experiment=slot.experiment, arm=slot.arm)
 
         if isinstance(request, Undecodable):
             return await self._undecodable("Recommend", request, context)
@@ -98,7 +100,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             page = await self.rec.recommend(req, time_left=context.time_remaining())
             self._count_degraded(page)
             return pb.RecommendPageResponse(
-                slots=[pb.SlotItems(slot=r.slot, items=_items(r.items)) for r in page.slots],
+                slots=[pb.SlotItems(slot=r.slot, items=_items(r.items), experiment=r.experiment, arm=r.arm)
+                       for r in page.slots],
                 model_version=page.model_version, rules_version=page.rules_version,
                 degraded=page.degraded, request_id=page.request_id)
 

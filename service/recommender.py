@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class Recommender:
                  max_count: int = 100, record_served: bool = True, log_served: bool = False,
                  track_limits: TrackLimits = TrackLimits(),
                  on_slot_served: Callable[[str], None] = lambda slot: None,
+                 arm_models: Callable[[str], ServingModel | None] = lambda version: None,
                  clock: Callable[[], float] = time.time) -> None:
         self.models = models
         self.slots = slots
@@ -68,6 +70,7 @@ class Recommender:
         self.log_served = log_served  # served items become event-log records (the store appends them)
         self.track_limits = track_limits
         self.on_slot_served = on_slot_served  # e.g. the rules watcher's "served in the last hour"
+        self.arm_models = arm_models  # bundle versions experiment arms serve beside the live one
         self.clock = clock
 
     # ------------------------------------------------------------------ use cases
@@ -81,20 +84,32 @@ class Recommender:
         request_id = req.request_id or uuid.uuid4().hex
         now = self.clock()
         state = await self._read_state(req.member_id, now, time_left, registry.impression_days)
-        profile = MemberProfile(model, req.member_id, state, now)
-        placed: set[int] = set()
+        profiles = {model.version: MemberProfile(model, req.member_id, state, now)}
+        placed: list[str] = []  # item ids already on the page: not offered again
         results = []
         for ask in req.slots:
-            recipe = registry.get(ask.slot)
-            assert recipe is not None  # checked above
-            result = run(recipe, SlotQuery(model, profile, ask.slot, ask.count, req.context, placed,
-                                           trace=False))
-            placed.update(model.item_index[i.item_id] for i in result.items)
-            results.append(result)
+            chosen = registry.choose(ask.slot, req.member_id, now)
+            assert chosen is not None  # checked above
+            slot_model, skipped = model, ()
+            if chosen.model is not None and chosen.model != model.version:
+                other = self.arm_models(chosen.model)
+                if other is None:  # not loaded (yet, or it failed): the live model serves the arm
+                    skipped = ("arm_model",)
+                else:
+                    slot_model = other
+            profile = profiles.get(slot_model.version) or profiles.setdefault(
+                slot_model.version, MemberProfile(slot_model, req.member_id, state, now))
+            exclude = {slot_model.item_index[i] for i in placed if i in slot_model.item_index}
+            count = min(ask.count, chosen.count) if chosen.count else ask.count
+            result = run(chosen.recipe, SlotQuery(slot_model, profile, ask.slot, count, req.context, exclude,
+                                                  trace=False))
+            results.append(replace(result, experiment=chosen.experiment, arm=chosen.arm,
+                                   model_version=slot_model.version, degraded=result.degraded + skipped))
+            placed += [i.item_id for i in result.items]
             self.on_slot_served(ask.slot)
         served = [i.item_id for r in results for i in r.items]
         if self.record_served and served and not state.degraded:
-            records = served_records(req.member_id, request_id, results, now, model.version,
+            records = served_records(req.member_id, request_id, results, now,
                                      registry.version) if self.log_served else ()
             await self.state.record_served(req.member_id, served, now, records)  # queues: no I/O awaited
         skipped = (("state_store",) if state.degraded else ()) + tuple(
@@ -185,14 +200,14 @@ _RULE_KINDS = frozenset({"rule", "boost"})
 
 
 def served_records(member_id: str, request_id: str, results: Sequence[SlotResult], now: float,
-                   model_version: str, rules_version: str) -> list[str]:
+                   rules_version: str) -> list[str]:
     """One encoded event-log record per served item: slot, position, source and the rules that
     placed it. Ids are unique per page even when a client reuses its request ids."""
     page = uuid.uuid4().hex[:16]
     ts = int(now)
     return [encode(LogRecord(f"s-{page}-{k}-{pos}", member_id, item.item_id, "served", ts, 1, r.slot, pos,
-                             request_id, item.source, model_version, rules_version,
-                             rules=_rules_of(item)))
+                             request_id, item.source, r.model_version, rules_version, r.experiment, r.arm,
+                             _rules_of(item)))
             for k, r in enumerate(results) for pos, item in enumerate(r.items)]
 
 

@@ -31,6 +31,7 @@ from service.candidates.query_match import QueryMatch
 from service.candidates.repeat_purchase import RepeatPurchase
 from service.candidates.similar import SimilarToOrder, SimilarToRecent
 from service.errors import MallrecError
+from service.experiments import SlotArm, SlotExperiment
 from service.filters.bought_recently import NotBoughtRecently
 from service.filters.just_ordered import NotJustOrdered
 from service.filters.on_shelf import OnShelf
@@ -147,15 +148,54 @@ class SlotRecipe:
 
 
 @dataclass(frozen=True)
+class Chosen:
+    """The recipe a request runs for one slot, and the experiment arm that chose it."""
+
+    recipe: SlotRecipe
+    experiment: str = ""
+    arm: str = ""
+    model: str | None = None  # the arm's bundle version; None: the live model
+    count: int | None = None  # the arm's own count: at most this many items
+    note: str = ""  # for the trace
+
+
+@dataclass(frozen=True)
 class SlotRegistry:
     """Slot name -> recipe; swapped whole when configuration changes."""
 
     recipes: dict[str, SlotRecipe] = field(default_factory=dict)
     version: str = "builtin"  # the rules file's version once rules configure slots
     impression_days: int = 1  # days of impressions a request reads (the widest frequency cap)
+    #: slot -> its experiments (their time windows never overlap: the rules check refuses that)
+    experiments: dict[str, tuple[SlotExperiment, ...]] = field(default_factory=dict)
 
     def get(self, slot: str) -> SlotRecipe | None:
         return self.recipes.get(slot)
+
+    def arm_for(self, slot: str, member_id: str, now: float) -> tuple[SlotExperiment, SlotArm] | None:
+        """The experiment running on ``slot`` at ``now`` and the member's arm in it, if any."""
+        for exp in self.experiments.get(slot, ()):
+            if exp.active(now):
+                return exp, exp.assign(member_id)
+        return None
+
+    def choose(self, slot: str, member_id: str, now: float) -> Chosen | None:
+        """What serves ``slot`` to this member now: the slot's recipe, or its experiment arm's."""
+        recipe = self.get(slot)
+        if recipe is None:
+            return None
+        found = self.arm_for(slot, member_id, now)
+        if found is None:
+            return Chosen(recipe)
+        exp, arm = found
+        return Chosen(arm.recipe, exp.name, arm.name, arm.model, arm.count,
+                      f"experiment {exp.name} (salt {exp.salt!r}): arm {arm.name}, "
+                      f"{arm.weight / sum(a.weight for a in exp.arms):.0%} of members"
+                      + (f", model {arm.model}" if arm.model else ""))
+
+    def model_versions(self) -> set[str]:
+        """Bundle versions the experiments' arms serve beside the live model."""
+        return {a.model for exps in self.experiments.values() for e in exps for a in e.arms if a.model}
 
     def names(self) -> list[str]:
         return sorted(self.recipes)

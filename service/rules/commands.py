@@ -46,7 +46,7 @@ def check(
     from service.rules.loader import RulesError, load_rules
 
     try:
-        loaded = load_rules(file, model=_model(models))
+        loaded = load_rules(file, model=_model(models), models_dir=models)
     except RulesError as e:
         for p in e.problems:
             out.print(p.format(str(file)), highlight=False, markup=False, soft_wrap=True)
@@ -58,6 +58,13 @@ def check(
     reg = loaded.registry
     out.print(f"{file}: valid, rules version {reg.version}; slots: {', '.join(reg.names())}; "
               f"{len(loaded.problems)} warning(s)", highlight=False, soft_wrap=True)
+    for slot, exps in sorted(reg.experiments.items()):
+        for e in exps:
+            total = sum(a.weight for a in e.arms)
+            arms = ", ".join(f"{a.name} {a.weight / total:.0%}" + (f" (model {a.model})" if a.model else "")
+                             for a in e.arms)
+            out.print(f"experiment {e.name} on {slot}: {arms}; salt {e.salt!r}", highlight=False,
+                      soft_wrap=True)
     outline = loaded.outline
     if outline.allow_removing_slots:
         note = ("allow_removing_slots = true: a running service takes this file even when it drops "
@@ -119,8 +126,8 @@ def preview(
         return out.print_json(json.dumps(body)) if as_json else _print_diff(body)
     assert member is not None
     result = run_slot(model, loaded.registry, member, slot, count, when, context, states.get(member))
-    recipe = loaded.registry.get(slot)
-    body = {**header, "member": member, "outline": recipe.outline() if recipe else [],
+    chosen = loaded.registry.choose(slot, member, when)
+    body = {**header, "member": member, "outline": chosen.recipe.outline() if chosen else [],
             **result_json(model, result)}
     return out.print_json(json.dumps(body)) if as_json else _print_preview(body)
 
@@ -149,6 +156,8 @@ def _print_preview(body: dict[str, Any]) -> None:
     out.print(f"[bold]{body['slot']}[/] for [bold]{body['member']}[/] at {body['at']} · rules "
               f"{body['rules_version']} · model {body['model']}", highlight=False)
     out.print(f"[dim]state: {body['state']}[/]", highlight=False)
+    if body.get("experiment"):
+        out.print(f"experiment [bold]{body['experiment']}[/]: arm [bold]{body['arm']}[/]", highlight=False)
     for line in body["outline"]:
         out.print(f"[dim]{line}[/]", highlight=False)
     items = Table(title="what the member sees", title_justify="left")

@@ -30,15 +30,17 @@ class RulesOutline:
     rules: int = 0  # every rule: the every-slot ones and each slot's own
     file_slots: tuple[str, ...] = ()  # slots that only the file defines, sorted
     allow_removing_slots: bool = False
+    experiments: int = 0
 
     @property
     def empty(self) -> bool:
-        return self.rules == 0 and not self.file_slots
+        return self.rules == 0 and not self.file_slots and self.experiments == 0
 
     def describe(self) -> str:
         slots = f"slot{'s' * (len(self.file_slots) != 1)} {', '.join(self.file_slots)}" \
             if self.file_slots else "no slots of its own"
-        return f"{self.rules} rule{'s' * (self.rules != 1)} and {slots}"
+        exps = f", {self.experiments} experiment{'s' * (self.experiments != 1)}" if self.experiments else ""
+        return f"{self.rules} rule{'s' * (self.rules != 1)}{exps} and {slots}"
 
 
 @dataclass(frozen=True)

@@ -68,17 +68,35 @@ class SlotConfig:
 
 
 @dataclass
+class ArmConfig:
+    name: str
+    weight: float
+    slots: dict[str, SlotConfig]  # the experiment's slots with this arm's changes
+    model: str | None = None
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    salt: str
+    arms: list[ArmConfig]
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass
 class RulesConfig:
     timezone: ZoneInfo
     slots: dict[str, SlotConfig]
     about: str = ""
     rules: int = 0  # rules in the file (every-slot and per-slot)
     allow_removing_slots: bool = False
+    experiments: list[ExperimentConfig] = field(default_factory=list)
 
     @property
     def outline(self) -> RulesOutline:
         return RulesOutline(self.rules, tuple(sorted(n for n, s in self.slots.items() if not s.builtin)),
-                            self.allow_removing_slots)
+                            self.allow_removing_slots, len(self.experiments))
 
 
 @dataclass
@@ -186,10 +204,11 @@ def validate_rule(c: Collector, raw: Any, path: Path_, slot: str | None) -> Rule
     return rule
 
 
-def check(doc: Document, *, model: ServingModel | None = None, now: float | None = None
-          ) -> tuple[RulesConfig | None, list[Problem]]:
-    """Validate a parsed file; returns the config (None when there are errors) and every problem."""
-    from service.rules.checks import check_slot
+def check(doc: Document, *, model: ServingModel | None = None, now: float | None = None,
+          models_dir: Path | None = None) -> tuple[RulesConfig | None, list[Problem]]:
+    """Validate a parsed file; returns the config (None when there are errors) and every problem.
+    ``models_dir``: where experiment arms' model versions must be published (unchecked without)."""
+    from service.rules.experiments import check_experiments
 
     c = Collector(doc)
     if c.errors and not doc.data:  # unreadable; a YAML file with a key given twice is checked on
@@ -207,31 +226,43 @@ def check(doc: Document, *, model: ServingModel | None = None, now: float | None
     n_rules = len(top.rules) + sum(len(t["rules"]) for t in tables.values()
                                    if isinstance(t, dict) and isinstance(t.get("rules"), list))
     slots: dict[str, SlotConfig] = {}
+    when = time.time() if now is None else now
     for name in dict.fromkeys([*DEFAULT_SLOTS, *tables]):
-        path: Path_ = ("slots", name)
         raw = tables.get(name, {})
         if not name or any(ch.isspace() for ch in name):
-            c.add("error", "a slot name has no spaces (the frontend sends it as is)", path, slot=name)
+            c.add("error", "a slot name has no spaces (the frontend sends it as is)", ("slots", name),
+                  slot=name)
             continue
-        if not isinstance(raw, dict):
-            c.add("error", "a slot is a table (sources, rules, ...)", path, slot=name)
-            continue
-        table = lenient(c, SlotTable, raw, path, slot=name)
-        own = [(r, (*path, "rules", i)) for i, raw_rule in enumerate(table.rules)
-               if (r := validate_rule(c, raw_rule, (*path, "rules", i), name)) is not None]
-        slot = merge(name, table, [r for r, _ in every] + [r for r, _ in own])
-        if slot is None:
-            if "sources" not in raw:
-                c.add("error", "a new slot needs sources (e.g. sources = [{ use = \"popular\" }])", path,
-                      slot=name, field="sources")
-            continue
-        check_slot(c, slot, table, every + own, path, tz, model, time.time() if now is None else now)
-        slots[name] = slot
+        if (slot := slot_config(c, name, raw, ("slots", name), every, tz, model, when)) is not None:
+            slots[name] = slot
+    experiments = check_experiments(c, top.experiments, slots, tables, every, tz, model, when, models_dir)
     problems = list(dict.fromkeys(c.problems))  # every-slot rules are checked once per slot
     problems.sort(key=lambda p: (p.level != "error", p.line or 0))
     if any(p.level == "error" for p in problems):
         return None, problems
-    return RulesConfig(tz, slots, top.about, n_rules, top.allow_removing_slots), problems
+    return RulesConfig(tz, slots, top.about, n_rules, top.allow_removing_slots, experiments), problems
+
+
+def slot_config(c: Collector, name: str, raw: Any, path: Path_, every: list[tuple[Rule, Path_]],
+                tz: ZoneInfo, model: ServingModel | None, now: float) -> SlotConfig | None:
+    """One slot table (the file's, or an experiment arm's) validated and merged over the built-in
+    recipe, with every-slot rules first; None (problems added) when it cannot be built."""
+    from service.rules.checks import check_slot
+
+    if not isinstance(raw, dict):
+        c.add("error", "a slot is a table (sources, rules, ...)", path, slot=name)
+        return None
+    table = lenient(c, SlotTable, raw, path, slot=name)
+    own = [(r, (*path, "rules", i)) for i, raw_rule in enumerate(table.rules)
+           if (r := validate_rule(c, raw_rule, (*path, "rules", i), name)) is not None]
+    slot = merge(name, table, [r for r, _ in every] + [r for r, _ in own])
+    if slot is None:
+        if "sources" not in raw:
+            c.add("error", "a new slot needs sources (e.g. sources = [{ use = \"popular\" }])", path,
+                  slot=name, field="sources")
+        return None
+    check_slot(c, slot, table, every + own, path, tz, model, now)
+    return slot
 
 
 def merge(name: str, table: SlotTable, rules: list[Rule]) -> SlotConfig | None:
@@ -259,7 +290,8 @@ def rules_version(data: bytes, mtime: float) -> str:
     return f"{hashlib.sha256(data).hexdigest()[:10]}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(mtime))}"
 
 
-def load_rules(path: str | Path, *, model: ServingModel | None = None) -> LoadedRules:
+def load_rules(path: str | Path, *, model: ServingModel | None = None,
+               models_dir: Path | None = None) -> LoadedRules:
     """Read, check and build; raises RulesError (every problem) when the file has any error."""
     from service.rules.recipe import build_rules_registry
 
@@ -274,7 +306,7 @@ def load_rules(path: str | Path, *, model: ServingModel | None = None) -> Loaded
     except UnicodeDecodeError as e:
         why = f"not UTF-8 text ({e.reason} at byte {e.start})"
         raise RulesError(str(path), [Problem("error", why)]) from e
-    config, problems = check(doc, model=model)
+    config, problems = check(doc, model=model, models_dir=models_dir)
     if config is None:
         raise RulesError(str(path), problems)
     registry = build_rules_registry(config, rules_version(data, mtime))

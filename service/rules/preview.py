@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from service.domain import Context, OnlineState, SlotResult
+from service.domain import Context, OnlineState, SlotResult, TraceStep
 from service.errors import MallrecError
 from service.model import ServingModel
 from service.pipeline import SlotQuery, run
@@ -42,11 +42,18 @@ def parse_at(text: str | None, tz: ZoneInfo, default: float) -> float:
 
 def run_slot(model: ServingModel, registry: SlotRegistry, member: str, slot: str, count: int, at: float,
              context: Context = Context(), state: OnlineState | None = None) -> SlotResult:
-    recipe = registry.get(slot)
-    if recipe is None:
+    """The slot as the server would run it for ``member`` at ``at``, its experiment arm included (an
+    arm's other model version is not loaded here: the preview runs it on ``model`` and says so)."""
+    chosen = registry.choose(slot, member, at)
+    if chosen is None:
         raise MallrecError(f"--slot {slot}: no such slot (the rules file has: {', '.join(registry.names())})")
     profile = MemberProfile(model, member, state or OnlineState(), at)
-    return run(recipe, SlotQuery(model, profile, slot, count, context))
+    count = min(count, chosen.count) if chosen.count else count
+    result = run(chosen.recipe, SlotQuery(model, profile, slot, count, context))
+    if chosen.experiment:
+        note = chosen.note + (f" (previewed on {model.version})" if chosen.model else "")
+        result.trace.steps.insert(0, TraceStep("experiment", "experiment", note=note))
+    return replace(result, experiment=chosen.experiment, arm=chosen.arm, model_version=model.version)
 
 
 def item_facts(model: ServingModel, item_id: str) -> dict[str, Any]:
@@ -62,7 +69,8 @@ def item_facts(model: ServingModel, item_id: str) -> dict[str, Any]:
 
 
 def result_json(model: ServingModel, result: SlotResult) -> dict[str, Any]:
-    return {"slot": result.slot, "degraded": list(result.degraded),
+    return {"slot": result.slot, "degraded": list(result.degraded), "experiment": result.experiment,
+            "arm": result.arm,
             "items": [{"position": n, "item_id": i.item_id, "score": i.score, "source": i.source,
                        **item_facts(model, i.item_id),
                        "reasons": [{"step": r.step, "kind": r.kind, "detail": r.detail} for r in i.reasons]}

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from service.experiments import SlotArm, SlotExperiment
 from service.filters.bought_recently import NotBoughtRecently
 from service.pipeline import Filter, Step
 from service.rules.attribute_filters import Exclude, Include, MinStock, TierOnly
@@ -126,9 +127,22 @@ def build_slot(slot: SlotConfig, tz: ZoneInfo) -> SlotRecipe:
 
 def build_rules_registry(config: RulesConfig, version: str) -> RulesRegistry:
     recipes = {name: build_slot(slot, config.timezone) for name, slot in config.slots.items()}
-    days = max((r.days for s in config.slots.values() for r in s.rules if isinstance(r, FrequencyCapRule)),
-               default=1)
-    return RulesRegistry(recipes, version, impression_days=days, outline=config.outline)
+    arm_slots = [s for e in config.experiments for a in e.arms for s in a.slots.values()]
+    days = max((r.days for s in [*config.slots.values(), *arm_slots] for r in s.rules
+                if isinstance(r, FrequencyCapRule)), default=1)
+    return RulesRegistry(recipes, version, impression_days=days, outline=config.outline,
+                         experiments=build_experiments(config))
+
+
+def build_experiments(config: RulesConfig) -> dict[str, tuple[SlotExperiment, ...]]:
+    """Slot -> the experiments on it, each arm's recipe built like any slot's."""
+    out: dict[str, list[SlotExperiment]] = {}
+    for e in config.experiments:
+        for slot in dict.fromkeys(s for a in e.arms for s in a.slots):
+            arms = tuple(SlotArm(a.name, a.weight, build_slot(a.slots[slot], config.timezone), a.model,
+                                 a.slots[slot].count) for a in e.arms)
+            out.setdefault(slot, []).append(SlotExperiment(e.name, e.salt, arms, e.start, e.end))
+    return {slot: tuple(exps) for slot, exps in out.items()}
 
 
 def _validated(rule_type: type[Rule], build: Callable[[Any], Any]) -> Callable[..., Any]:

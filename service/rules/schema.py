@@ -268,6 +268,33 @@ class SlotTable(BaseModel):
     rules: list[Any] = []
 
 
+class ArmTable(BaseModel):
+    """One arm of an experiment: its share of members, and what it changes in the slots."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Text
+    weight: float = Field(ge=0)  # shares: an arm gets weight / (sum of weights) of the members
+    slot: dict[str, Any] = {}  # any field a slot table may hold (validated as one), over the slot's own
+    model: Text | None = None  # another published bundle version, served to this arm's members
+
+
+class ExperimentTable(BaseModel):
+    """An experiment: members split into arms by a stable hash of (salt, member_id)."""
+
+    model_config = ConfigDict(extra="forbid")
+    about: StrictStr = ""
+    slots: Texts
+    salt: Text
+    start: When = None  # optional window, in the file's time zone when no offset is given
+    end: When = None
+    arms: list[Any] = Field(min_length=2)
+
+    def problems(self) -> Problems:
+        if self.start is not None and self.end is not None and _aware(self.start) >= _aware(self.end):
+            return [("end", "must be after start")]
+        return []
+
+
 class FileTable(BaseModel):
     """The file's top level: ``rules`` here apply to every slot, before each slot's own."""
 
@@ -278,3 +305,4 @@ class FileTable(BaseModel):
     allow_removing_slots: StrictBool = False
     rules: list[Any] = []
     slots: dict[str, Any] = {}
+    experiments: dict[str, Any] = {}

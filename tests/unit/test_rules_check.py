@@ -81,7 +81,7 @@ def test_a_toml_file_with_many_mistakes_reports_every_one_on_its_line() -> None:
     expected = [
         "f.toml:1: error: field 'timezone': unknown time zone 'Mars/Base'",
         "f.toml:2: error: field 'colour': unknown field (known: about, timezone, allow_removing_slots, "
-        "rules, slots)",
+        "rules, slots, experiments)",
         "f.toml:7: error: rule 'Cap' (rules[0]), field 'max': must be greater than or equal to 1 (got 0)",
         "f.toml:13: error: slot 'check_in', field 'sources[1]': unknown source 'nope'",
         "f.toml:15: error: slot 'check_in', field 'rerank': expected true or false, got 'yes'",
