@@ -121,8 +121,8 @@ def test_the_arm_is_in_the_response_and_the_event_log(tmp_path: Path) -> None:
     registry = load_rules(rules).registry
 
     async def go() -> dict[str, str]:
-        async with serving(tmp_path / "models", rules_path=rules, redis_url=url, redis_prefix=prefix) as app, \
-                grpc.aio.insecure_channel(app.target) as ch:
+        async with serving(tmp_path / "models", rules_path=rules, redis_url=url,
+                           redis_prefix=prefix) as app, grpc.aio.insecure_channel(app.target) as ch:
             stub = pb_grpc.RecommenderStub(ch)
             arms = {}
             for k in range(30):
@@ -147,7 +147,8 @@ def test_the_arm_is_in_the_response_and_the_event_log(tmp_path: Path) -> None:
         served = [decode(f["r"]) for _, f in client.xrange(log_stream_key(prefix))]
         client.close()
         check_in = [r for r in served if r.slot == "check_in"]
-        assert check_in and all((r.experiment, r.arm) == ("checkin_popular", arms[r.member_id]) for r in check_in)
+        assert check_in
+        assert all((r.experiment, r.arm) == ("checkin_popular", arms[r.member_id]) for r in check_in)
         assert all((r.experiment, r.arm) == ("", "") for r in served if r.slot == "delivery")
     finally:
         delete_prefix(url, prefix)
@@ -184,7 +185,8 @@ def test_an_arm_serves_another_published_model_version(tmp_path: Path) -> None:
             stub = pb_grpc.RecommenderStub(ch)
             versions = set()
             for k in range(30):
-                resp = await stub.Recommend(pb.RecommendRequest(member_id=f"m{k:03d}", slot="check_in", count=3))
+                req = pb.RecommendRequest(member_id=f"m{k:03d}", slot="check_in", count=3)
+                resp = await stub.Recommend(req)
                 versions.add((resp.arm, resp.model_version))
                 assert not resp.degraded
             assert versions == {("control", "newer"), ("popular", "older")}
