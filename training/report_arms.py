@@ -148,7 +148,7 @@ def read_weights(rules: Path, experiment: str) -> dict[str, float] | None:
 def pick_control(arms: list[str]) -> tuple[str, str]:
     """The arm every other is compared with: the one named ``control``, else the first by name."""
     if CONTROL in arms:
-        return CONTROL, f"the arm named {CONTROL!r}"
+        return CONTROL, f"named {CONTROL!r}"
     return sorted(arms)[0], f"no arm is named {CONTROL!r}: the first by name"
 
 

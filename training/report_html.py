@@ -24,6 +24,8 @@ tr.organic td { color: #777; font-style: italic; }
 .plots { display: flex; flex-wrap: wrap; gap: 1em; }
 .plots figure { margin: 0; }
 .meta { color: #555; }
+.srm { color: #b00; font-weight: bold; }
+tr.control td { font-weight: bold; }
 """
 _SVG_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)  # XML declaration and DOCTYPE (names a DTD URL)
 _SVG_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
@@ -163,3 +165,97 @@ def render(report: Report, slot_day: list[dict[str, Any]], by_position: list[dic
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
             f"<h1>{html.escape(title)} by {html.escape(report.by)}</h1>\n{_notes(report.meta)}"
             f"{table_html(report)}\n<div class=\"plots\">{figures}</div>\n</body></html>\n")
+
+
+def lift_text(x: float | None, ci: list[float] | None) -> str:
+    """A relative lift and its interval in percent: ``+4.1% [+1.2, +7.0]``."""
+    if x is None:
+        return "–"
+    return f"{100 * x:+.1f}%" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
+
+
+def money(x: float | None, ci: list[float] | None) -> str:
+    return "–" if x is None else f"{x:,.2f}" + (f" [{ci[0]:,.2f}–{ci[1]:,.2f}]" if ci else "")
+
+
+_VERDICT_COLOUR = {"win": "#2e7d32", "loss": "#c62828"}
+
+
+def plot_lifts(experiment: str, rows: list[dict[str, Any]]) -> str:
+    """Each non-control arm's relative lift over control with its 95% interval, one line per
+    (arm, metric); green: a win, red: a loss, grey: no significant difference or not enough data."""
+    from training.report_arms import LIFT_FIELD, METRICS, VERDICT_FIELD
+
+    fig, ax = _figure(f"{experiment}: lift against control (95% CI)")
+    ax.grid(axis="y", alpha=0)
+    ax.grid(axis="x", alpha=0.3)
+    names = {"ctr": "CTR", "conversion": "conversion", "revenue_per_member": "revenue/member"}
+    points = [(f"{r['arm']} · {names[k]}", r[LIFT_FIELD[k]], r[f"{LIFT_FIELD[k]}_ci"], r[VERDICT_FIELD[k]])
+              for r in rows if not r["control"] for k in METRICS if r[LIFT_FIELD[k]] is not None]
+    if points:
+        for y, (_, x, ci, v) in enumerate(reversed(points)):
+            colour = _VERDICT_COLOUR.get(v or "", "#777")
+            err = [[100 * (x - ci[0])], [100 * (ci[1] - x)]] if ci else None
+            ax.errorbar([100 * x], [y], xerr=err, fmt="o", color=colour, ecolor=colour, capsize=3)
+        ax.axvline(0, color="#333", linewidth=0.8)
+        ax.set_yticks(range(len(points)), [label for label, *_ in reversed(points)], fontsize=8)
+        ax.set_ylim(-0.7, len(points) - 0.3)
+        ax.set_xlabel("relative lift (%)")
+    else:
+        _empty(ax)
+    return _svg(fig)
+
+
+def arms_table_html(report: Report) -> str:
+    from training.report_arms import LIFT_FIELD, METRICS, VERDICT_FIELD, say
+
+    head = ["experiment", "arm", "members", "impressions", "clicks", "CTR [95% CI]", "CTR lift",
+            "conversion [95% CI]", "conversion lift", "revenue / member", "revenue lift", "verdict (CTR)"]
+    controls = {e: b["control"] for e, b in report.meta.get("experiments", {}).items()}
+    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for r in report.rows:
+        lifts = ["control" if r["control"] else lift_text(r[LIFT_FIELD[k]], r[f"{LIFT_FIELD[k]}_ci"])
+                 for k in METRICS]
+        ctl = str(controls.get(r["experiment"]))
+        cells = [html.escape(r["experiment"]), html.escape(r["arm"]), f"{r['members']:,}",
+                 f"{r['impressions']:,}", f"{r['clicks']:,}", pct(r["ctr"]) + _ci(r["ctr_ci"]),
+                 html.escape(lifts[0]), pct(r["conversion"]) + _ci(r["conversion_ci"]),
+                 html.escape(lifts[1]), html.escape(money(r["revenue_per_member"],
+                                                          r["revenue_per_member_ci"])), html.escape(lifts[2]),
+                 "" if r["control"] else html.escape(say(r[VERDICT_FIELD["ctr"]], r["arm"], ctl))]
+        cls = ' class="control"' if r["control"] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _arm_notes(meta: dict[str, Any]) -> str:
+    rule = meta.get("decision", {})
+    level = 100 * rule.get("level", 0.95)
+    parts = [f"Window {meta.get('since')} to {meta.get('until')}. Intervals are {level:g}% over members "
+             f"(the unit of randomisation): delta method for CTR and conversion and for the relative "
+             f"lifts. Not enough data yet: an arm or control under {rule.get('min_members')} members, "
+             f"or a lift interval wider than ±{100 * rule.get('max_lift_half_width', 0):g}%; an interval "
+             f"holding 0: no significant difference; otherwise the arm wins or loses."]
+    out = "".join(f"<p class=\"meta\">{html.escape(p)}</p>\n" for p in parts)
+    for exp, b in meta.get("experiments", {}).items():
+        srm = b["srm"]
+        weights = ", ".join(f"{a} {100 * w:.0f}%" for a, w in b["weights"].items())
+        p = "–" if srm["p"] is None else f"{srm['p']:.3g}"
+        out += (f"<p class=\"meta\">{html.escape(exp)}: control arm {html.escape(str(b['control']))} "
+                f"({html.escape(b['control_rule'])}); weights {html.escape(weights)} from "
+                f"{html.escape(b['weights_from'])}; SRM p = {p}.</p>\n")
+        if srm["warning"]:
+            out += f"<p class=\"srm\">SRM {html.escape(exp)}: {html.escape(srm['warning'])}</p>\n"
+    return out
+
+
+def render_arms(report: Report, title: str = "mallrec report") -> str:
+    """The ``--by arm`` page: notes (decision rule, weights, SRM), the table, a lift plot per experiment."""
+    plots = [plot_lifts(exp, [r for r in report.rows if r["experiment"] == exp])
+             for exp in report.meta.get("experiments", {})]
+    figures = "\n".join(f"<figure>{svg}</figure>" for svg in plots)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            f"<h1>{html.escape(title)} by arm</h1>\n{_arm_notes(report.meta)}"
+            f"{arms_table_html(report)}\n<div class=\"plots\">{figures}</div>\n</body></html>\n")
