@@ -102,8 +102,9 @@ def print_summary(console: Console, result: dict[str, Any]) -> None:
                   + (f" ({orphans:,} clicks name a request with no served record)" if orphans else ""))
     degraded = sum(d["degraded"] for d in result["days"])
     if degraded:
-        console.print(f"[yellow]{degraded:,} responses were degraded (the server skipped a part); "
-                      f"server counters: {result['server']}[/]", highlight=False)
+        unlogged = log["served_in_degraded_responses"]
+        console.print(f"[yellow]{degraded:,} responses were degraded ({unlogged:,} items the server does "
+                      f"not log); server counters: {result['server']}[/]", highlight=False)
     console.print(f"[dim]{result['note']}[/]", highlight=False)
 
 
