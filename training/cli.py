@@ -69,15 +69,36 @@ def train(
     config: ConfigOpt = None,
     keep: Annotated[int, typer.Option(min=1, help="Published versions to keep.")] = 5,
     since: SinceOpt = None,
+    gate: Annotated[bool, typer.Option("--gate", help="Publish only if the new bundle ranks a recent holdout about as well as the live one (HR@10 and NDCG@10 each >= live x (1 - tolerance)). It is trained without the holdout, and that bundle is what gets published. Refused: nothing is published and train exits with code 3. No live bundle: passes.")] = False,
+    holdout: Annotated[Path | None, typer.Option("--holdout", metavar="<file>", help="With --gate: the holdout as a member_id,item_id file (its pairs should not be in --events); all events train. Default: the last --gate-days of the events.")] = None,
+    gate_days: Annotated[float | None, typer.Option("--gate-days", min=0.001, help="With --gate: hold out the events' last N days (default 1), or those after the live bundle's newest event when it is newer.")] = None,
+    gate_tolerance: Annotated[float, typer.Option("--gate-tolerance", min=0.0, max=1.0, help="With --gate: how much worse (relative) than the live bundle the new one may be, e.g. 0.02 = 2%.")] = 0.02,
 ) -> None:
-    """Train ALS, popularity and neighbours, index item vectors and publish a versioned bundle."""
+    """Train ALS, popularity and neighbours, index item vectors and publish a versioned bundle.
+
+    Exit codes: 0 published; 2 bad input or config; 3 --gate kept the new bundle back."""
     from training.config import load_config
-    from training.pipeline import train as run_train
     from training.progress import Steps
 
+    if not gate and (holdout is not None or gate_days is not None):
+        raise MallrecError("--holdout and --gate-days choose the gate's holdout: add --gate")
     cfg = load_config(config)
     ds = _load(events, items, members, cfg.input.max_bad_share, since)
-    path = run_train(ds, cfg, models_dir, steps=Steps(err), keep=keep)
+    if gate:
+        from training.gate import GATE_REFUSED_EXIT, gated_train
+
+        result = gated_train(ds, cfg, models_dir, holdout_file=holdout, days=gate_days or 1.0,
+                             tolerance=gate_tolerance, steps=Steps(err), keep=keep)
+        _print_gate(result)
+        if result.path is None:
+            err.print(f"not published (exit {GATE_REFUSED_EXIT}): {result.live_version} stays live",
+                      highlight=False)
+            raise typer.Exit(GATE_REFUSED_EXIT)
+        path = result.path
+    else:
+        from training.pipeline import train as run_train
+
+        path = run_train(ds, cfg, models_dir, steps=Steps(err), keep=keep)
     from service.model_bundle import read_manifest
 
     manifest = read_manifest(path)
@@ -88,6 +109,16 @@ def train(
         err.print(f"neighbours: {nb['kind']}, {recall}, {nb['items_with_vector']:,} items with a vector",
                   highlight=False)
     out.print(f"published {manifest['version']} -> {path}", highlight=False)
+
+
+def _print_gate(result) -> None:  # training.gate.GateResult (imported with the command)
+    h = result.holdout
+    where = h["file"] if h["kind"] == "file" else f"events after {h['cut']}"
+    err.print(f"gate holdout: {h['pairs']:,} pairs of {h['members']:,} members ({where})", highlight=False)
+    for note in result.notes:
+        err.print(f"gate: {note}", highlight=False)
+    against = f" against live {result.live_version}" if result.live is not None else ""
+    err.print(f"gate {'passed' if result.passed else 'refused'}{against}: {result.reason}", highlight=False)
 
 
 def evaluate(

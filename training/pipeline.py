@@ -36,6 +36,21 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
     """Fit every model on ``ds`` and publish one bundle atomically; return its directory."""
     steps = steps or Steps(quiet=True)
     started = time.perf_counter()
+    bundle = build_bundle(ds, config, steps)
+    path = publish(bundle, models_dir, steps, keep)
+    steps.info(f"trained in {time.perf_counter() - started:.1f}s")
+    return path
+
+
+def publish(bundle: mb.Bundle, models_dir: str | Path, steps: Steps, keep: int = 5) -> Path:
+    """Publish a built bundle (the gate calls this only once the bundle has passed)."""
+    with steps.step("publish bundle"):
+        return mb.publish(bundle, models_dir, keep=keep)
+
+
+def build_bundle(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -> mb.Bundle:
+    """Fit every model on ``ds``; the bundle in memory, not yet published."""
+    steps = steps or Steps(quiet=True)
     if len(ds.events) == 0:
         raise mb.BundleError("no events to train on")
     config, fallbacks = fit_clock(ds, config)  # the bundle records what ran, e.g. no decay
@@ -84,12 +99,8 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
         "als_fit": als_fit,
         "timings_s": steps.timings,
     }
-    bundle = mb.Bundle(manifest=manifest, items=ds.items, members=ds.members, arrays=arrays,
-                       faiss_index=index, reranker_onnx=reranker.onnx)
-    with steps.step("publish bundle"):
-        path = mb.publish(bundle, models_dir, keep=keep)
-    steps.info(f"trained in {time.perf_counter() - started:.1f}s")
-    return path
+    return mb.Bundle(manifest=manifest, items=ds.items, members=ds.members, arrays=arrays,
+                     faiss_index=index, reranker_onnx=reranker.onnx)
 
 
 def _factor_free(ds: Dataset, config: TrainConfig, steps: Steps) -> dict[str, np.ndarray]:
@@ -103,6 +114,11 @@ def _factor_free(ds: Dataset, config: TrainConfig, steps: Steps) -> dict[str, np
     return arrays
 
 
+def iso_time(ts: int) -> str:
+    """Epoch seconds as an ISO 8601 UTC time, e.g. 2026-09-04T12:00:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
 def data_stats(ds: Dataset, nnz: int) -> dict:
     ev = ds.events
     by_event = np.bincount(ev.event, minlength=len(mb.EVENT_TYPES))
@@ -114,5 +130,8 @@ def data_stats(ds: Dataset, nnz: int) -> dict:
         "events_by_type": {name: int(c) for name, c in zip(mb.EVENT_TYPES, by_event, strict=True)},
         "ts_min": int(ev.ts.min()) if len(ev) else None,
         "ts_max": int(ev.ts.max()) if len(ev) else None,
+        # the data window as people read it (UTC), shown by `mallrec models list`
+        "events_from": iso_time(int(ev.ts.min())) if len(ev) else None,
+        "events_to": iso_time(int(ev.ts.max())) if len(ev) else None,
         "input_report": {k: v for k, v in ev.report.items() if k != "examples"},
     }
