@@ -15,10 +15,11 @@ that. So after a crash:
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.eventlog.schema import LogRecord, day, partition_dir, to_table
@@ -51,19 +52,20 @@ def write_checkpoint(log_dir: Path, last_id: str) -> None:
     _fsync_dir(d)
 
 
-def write_batch(log_dir: Path, records: Sequence[LogRecord], first_id: str, last_id: str) -> list[Path]:
+def write_batch(log_dir: Path, records: Sequence[LogRecord] | pa.Table, first_id: str,
+                last_id: str) -> list[Path]:
     """One file per UTC day of the records, renamed into place only once all are fsynced."""
-    by_day: dict[str, list[LogRecord]] = defaultdict(list)
-    for r in records:
-        by_day[day(r.ts)].append(r)
+    table = records if isinstance(records, pa.Table) else to_table(records)
+    days = table.column("ts").to_numpy() // 86400
     name = f"part-{first_id}_{last_id}.parquet"
     staged: list[tuple[Path, Path]] = []
-    for date, recs in sorted(by_day.items()):
-        folder = partition_dir(log_dir, date)
+    for d in np.unique(days):
+        folder = partition_dir(log_dir, day(int(d) * 86400))
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{name}.tmp"
+        part = table if len(days) and (days == d).all() else table.filter(pa.array(days == d))
         with open(tmp, "wb") as f:
-            pq.write_table(to_table(recs), f, compression="zstd")
+            pq.write_table(part, f, compression="zstd")
             f.flush()
             os.fsync(f.fileno())
         staged.append((tmp, folder / name))

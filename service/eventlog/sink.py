@@ -27,7 +27,7 @@ import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from service.eventlog import files
-from service.eventlog.schema import LogRecord, decode
+from service.eventlog.schema import decode_table
 from service.state.keys import log_stream_key, sink_lock_key
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,10 @@ class SinkMetrics:
         self.files = Counter("mallrec_eventlog_files_written", "Parquet files the sink wrote", registry=r)
         self.bad = Counter("mallrec_eventlog_bad_records", "Stream entries that were not event-log "
                            "records (skipped)", registry=r)
-        self.overruns = Counter("mallrec_eventlog_overruns", "Times the stream's cap dropped records "
-                                "the sink had not read (they are lost)", registry=r)
+        self.overruns = Counter("mallrec_eventlog_overruns", "Times the stream's cap was found to have "
+                                "dropped records no sink had read", registry=r)
+        self.lost = Counter("mallrec_eventlog_lost_records", "Records the stream's cap dropped before a sink "
+                            "read them", registry=r)
         self.backlog = Gauge("mallrec_eventlog_backlog", "Stream entries not written to Parquet yet "
                              "(unread + read but not acknowledged)", registry=r)
         self.stream_len = Gauge("mallrec_eventlog_stream_entries", "Entries in the stream (XLEN)",
@@ -82,7 +84,6 @@ class Sink:
         self._stats_at = 0.0
         self._written_since_log = 0
         self._logged_at = 0.0
-        self._overrun = False
 
     # ------------------------------------------------------------------ run
 
@@ -119,6 +120,7 @@ class Sink:
         """Read once (waiting up to ``block_ms`` for entries), commit when the batch is due; the number
         of entries read."""
         want = self.batch_max - len(self._buffer)
+        await self._observe()
         resp = await self.client.xreadgroup(GROUP, CONSUMER, {self.key: ">"}, count=want,
                                             block=self.block_ms if block else None)
         entries = _entries(resp)
@@ -130,7 +132,6 @@ class Sink:
         if due or (self._buffer and not block):
             await self._commit(self._buffer)
             self._buffer = []
-        await self._stats()
         return len(entries)
 
     async def _drain(self) -> None:
@@ -157,24 +158,23 @@ class Sink:
         self._written_since_log += records
 
     def _write(self, entries: Sequence[Entry]) -> tuple[int, int]:
-        records: list[LogRecord] = []
-        bad = 0
+        texts = []
         for stream_id, fields in entries:
-            try:
-                records.append(decode((fields or {})["r"]))
-            except (KeyError, ValueError):
-                bad += 1
-                if fields is None:
-                    log.warning("a pending entry was trimmed from the stream before it was written",
-                                extra={"id": stream_id})
-                else:
-                    log.warning("skipped a stream entry that is not an event-log record",
-                                extra={"id": stream_id, "fields": str(fields)[:200]})
-        if records:
-            written = files.write_batch(self.log_dir, records, entries[0][0], entries[-1][0])
+            text = (fields or {}).get("r")
+            if text is None:
+                why = "a pending entry was trimmed from the stream before it was written" if fields is None \
+                    else "skipped a stream entry that is not an event-log record"
+                log.warning(why, extra={"id": stream_id, "fields": str(fields)[:200]})
+            else:
+                texts.append(text)
+        table, bad = decode_table(texts)
+        if bad:
+            log.warning("skipped stream entries that are not event-log records", extra={"count": bad})
+        if table.num_rows:
+            written = files.write_batch(self.log_dir, table, entries[0][0], entries[-1][0])
             self.metrics.files.inc(len(written))
         files.write_checkpoint(self.log_dir, entries[-1][0])
-        return len(records), bad
+        return table.num_rows, bad + len(entries) - len(texts)
 
     async def _recover(self) -> None:
         """Entries read before a crash and never acknowledged: those the checkpoint covers are in files
@@ -206,30 +206,42 @@ class Sink:
             if "BUSYGROUP" not in str(e):
                 raise
 
-    async def _stats(self) -> None:
-        """Backlog and stream size for the metrics, once a second; a line of progress each minute."""
+    async def _observe(self) -> None:
+        """Before a read, at most once a second: the backlog and stream size for the metrics, and
+        records the stream's cap dropped before anyone read them (lost: counted and logged; only
+        visible before the read, which jumps over the gap); a line of progress each minute."""
         now = time.monotonic()
         if now - self._stats_at < 1.0:
             return
         self._stats_at = now
         stream = await self.client.xinfo_stream(self.key)
         group = next((g for g in await self.client.xinfo_groups(self.key) if g["name"] == GROUP), None)
-        self.metrics.stream_len.set(stream["length"])
+        length = stream["length"]
+        self.metrics.stream_len.set(length)
         if group is None:
             return
-        lag = group.get("lag")
-        self.metrics.backlog.set((lag if lag is not None else stream["length"]) + group["pending"])
-        deleted = stream.get("max-deleted-entry-id", "0-0")
-        overrun = files.sid(group["last-delivered-id"]) < files.sid(deleted)
-        if overrun and not self._overrun:
+        last = files.sid(group["last-delivered-id"])
+        first = stream.get("first-entry")
+        all_unread = first is None or files.sid(first[0]) > last
+        # entries the group never read = added - read; those not in the stream any more were trimmed
+        added, read = stream.get("entries-added"), group.get("entries-read")
+        lost = added - read - length if all_unread and added is not None and read is not None else 0
+        if lost > 0:
             self.metrics.overruns.inc()
-            log.error("the event-log stream's cap dropped records the sink had not read: they are lost; "
-                      "keep the sink running or raise --log-maxlen", extra={"key": self.key})
-        self._overrun = overrun
+            self.metrics.lost.inc(lost)
+            log.error("the event-log stream's cap dropped records no sink had read: they are lost; keep "
+                      "the sink running or raise MALLREC_LOG_MAXLEN", extra={"key": self.key, "lost": lost})
+        if files.sid(stream.get("last-generated-id", "0-0")) <= last:
+            unread = 0
+        elif all_unread or group.get("lag") is None:
+            unread = length
+        else:
+            unread = min(group["lag"], length)
+        self.metrics.backlog.set(unread + group["pending"])
         if now - self._logged_at >= 60:
             self._logged_at = now
             log.info("event-log sink", extra={"written_last_minute": self._written_since_log,
-                                               "stream_entries": stream["length"]})
+                                               "stream_entries": length})
             self._written_since_log = 0
 
     # ------------------------------------------------------------------ the lock
@@ -237,6 +249,7 @@ class Sink:
     async def _acquire(self) -> bool:
         if await self.client.set(self.lock_key, self.token, nx=True, px=self.lock_ttl_ms):
             self.holding = True
+            self._stats_at = 0.0  # look for records lost while no sink ran before the first read
             self.metrics.active.set(1)
             log.info("event-log sink started", extra={"log_dir": str(self.log_dir), "stream": self.key})
         return self.holding

@@ -138,3 +138,38 @@ def test_remove_uncommitted_keeps_what_the_checkpoint_covers(tmp_path: Path) -> 
     assert sorted(removed) == sorted([*interrupted, kept[0].parent / ".part-x.parquet.tmp"])
     assert log_files(tmp_path) == kept
     assert files.sid("1700000000000-12") > files.sid("1700000000000-9")
+
+
+def test_records_the_cap_dropped_before_a_sink_read_them_are_counted_lost(
+        tmp_path: Path, redis_url: tuple[str, str]) -> None:
+    url, prefix = redis_url
+    append(url, prefix, 10)
+    first = Sink(url, tmp_path, prefix=prefix, flush_seconds=0.01, block_ms=20)
+    asyncio.run(run_until_written(first, tmp_path, 10))
+    append(url, prefix, 300, start=10, maxlen=100)  # no sink running: 200 of them are trimmed unread
+    again = Sink(url, tmp_path, prefix=prefix, flush_seconds=0.01, block_ms=20)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(again.run(stop))
+        async with asyncio.timeout(10):
+            while read_log(tmp_path, columns=["event_id"]).num_rows < 110:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(1.1)  # the next look at the stream sees nothing left to read
+        await again._step(block=False)
+        stop.set()
+        await task
+
+    asyncio.run(go())
+    assert again.metrics.lost._value.get() == 200 and again.metrics.overruns._value.get() == 1
+    assert again.metrics.backlog._value.get() == 0, "the gap does not stay in the backlog"
+    assert event_ids(tmp_path) == sorted([f"e{k}" for k in range(10)] + [f"e{k}" for k in range(210, 310)])
+
+
+def test_decode_table_matches_the_record_decoder_and_skips_what_is_not_a_record() -> None:
+    from service.eventlog.schema import decode, decode_table, to_table
+
+    recs = [encode(LogRecord(f"e{k}", "m", "i", "served", T0 + k, 1, "s", k, "r", "als", "v", "rv", "x", "a",
+                             ("Pin", "Boost") if k % 2 else ())) for k in range(5)]
+    table, bad = decode_table([*recs, "not a record", recs[0].replace("\x1f" + str(T0), "\x1fnan")])
+    assert bad == 2 and table.equals(to_table([decode(r) for r in recs]))
