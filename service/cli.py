@@ -2,7 +2,7 @@
 
 The root only assembles subcommands; each side registers its own (`training.cli` for train,
 evaluate, tune, synth; `training.report_cli` for report; `service.cli_commands` for serve, sink,
-recommend, demo, rules). Heavy imports
+recommend, demo, rules; `service.models_cli` for models list / rollback). Heavy imports
 (implicit, faiss, grpc) happen inside the commands, so `mallrec --help` is instant.
 """
 
@@ -42,6 +42,9 @@ def _register() -> None:
             raise
     else:
         cli_commands.register(app)
+    from service import models_cli
+
+    models_cli.register(app)
 
 
 _register()
