@@ -157,19 +157,21 @@ def print_arms(rep: Any, console: Any) -> None:
         p = "–" if srm["p"] is None else f"{srm['p']:.3g}"
         control = str(block["control"])
         console.print(f"{escape(exp)}: control arm {escape(control)} ({escape(block['control_rule'])}); "
-                      f"weights {escape(weights)} from {escape(block['weights_from'])}; SRM p = {p}")
+                      f"weights {escape(weights)} from {escape(block['weights_from'])}; SRM p = {p}",
+                      highlight=False)
         if srm["warning"]:
-            console.print(f"[bold red]SRM {escape(exp)}: {escape(srm['warning'])}[/]")
+            console.print(f"[bold red]SRM {escape(exp)}: {escape(srm['warning'])}[/]", highlight=False)
         if block["members_in_several_arms"]:
             console.print(f"[yellow]{escape(exp)}: {block['members_in_several_arms']:,} members were exposed "
-                          f"under several arms and are left out[/]")
+                          f"under several arms and are left out[/]", highlight=False)
         for r in rep.rows:
             if r["experiment"] != exp or r["control"]:
                 continue
             said = [f"{names[k]} {say(r[VERDICT_FIELD[k]], r['arm'], control)}" for k in METRICS
                     if r[VERDICT_FIELD[k]] is not None]
             caveat = " (SRM: do not trust)" if srm["warning"] else ""
-            console.print(f"  {escape(r['arm'])} vs {escape(control)}{caveat}: {escape('; '.join(said))}")
+            console.print(f"  {escape(r['arm'])} vs {escape(control)}{caveat}: {escape('; '.join(said))}",
+                          highlight=False)
 
 
 def _with_ci(x: float | None, ci: list[float] | None, fmt: Any) -> str:
