@@ -275,6 +275,8 @@ async def run(cfg: SimConfig, console: Console) -> dict[str, Any]:
     from training.synth import generate, hidden_tastes
 
     cfg = cfg.checked()
+    if cfg.rules is not None:
+        check_rules(cfg.rules)
     began = time.perf_counter()
     out = cfg.out
     history = out / "history"
@@ -299,10 +301,6 @@ async def run(cfg: SimConfig, console: Console) -> dict[str, Any]:
     await app.start()
     mall = None
     try:
-        missing = [s for s in SLOTS if not app.recommender.knows_slot(s)]
-        if missing:
-            raise SimulateError(f"--rules {cfg.rules}: no slot {', '.join(missing)}; the simulator asks "
-                                f"for {', '.join(SLOTS)}")
         async with Client(app.target, timeout=30) as client:
             mall = Mall(world, client, clock)
             for day in range(1, cfg.days + 1):
@@ -324,6 +322,18 @@ async def run(cfg: SimConfig, console: Console) -> dict[str, Any]:
     result["log"] = check_log(out / "log", mall)
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def check_rules(path: Path) -> None:
+    """The rules file's own checks (RulesError lists every problem) and the slots we ask for, before
+    anything is trained or written."""
+    from service.rules import load_rules
+
+    registry = load_rules(path).registry
+    missing = [s for s in SLOTS if registry.get(s) is None]
+    if missing:
+        raise SimulateError(f"--rules {path}: no slot {', '.join(missing)}; the simulator asks for "
+                            f"{', '.join(SLOTS)}")
 
 
 async def retrain(app: App, files: dict[str, Path], out: Path) -> dict[str, Any]:

@@ -115,6 +115,14 @@ def test_bad_arguments_are_clear_errors(tmp_path, args, message):
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
+def test_a_bad_rules_file_is_refused_before_anything_runs(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[slots.check_in]\nsources = [{use = "nope"}]\n')
+    result = simulate("--out", str(tmp_path / "x"), "--rules", str(rules))
+    assert isinstance(result.exception, MallrecError) and "unknown source 'nope'" in str(result.exception)
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_used_output_folder_is_refused(run):
     out, _, _ = run
     result = simulate("--out", str(out))
