@@ -9,7 +9,7 @@ the member id), so every interval here treats the member as the unit: the member
   impressions as ten independent draws and come out too narrow;
 - revenue per member is a plain mean over members;
 - the relative lift of an arm over control, ``t / c - 1``, has the delta-method variance of a ratio
-  of two independent estimates (as GrowthBook's and Eppo's frequentist engines compute it).
+  of two independent estimates (the delta method GrowthBook, Statsig and Eppo use for relative lifts).
 
 Exposures carry ``experiment`` and ``arm`` from the service's ``served`` records (a frontend
 impression takes them from the served record of its request unless it sends its own); clicks, carts
@@ -173,12 +173,12 @@ ORDER BY x.experiment, x.arm
 
 def _members(att: Attribution, experiment: str | None) -> dict[str, np.ndarray]:
     """One row per (experiment, arm, exposed member), as numpy columns."""
-    where = "AND experiment = $experiment" if experiment is not None else ""
     params: dict[str, Any] = {"since": int(att.since)}
+    where = where_a = ""
     if experiment is not None:
         params["experiment"] = experiment
-    sql = _MEMBERS.format(where=where, where_a=where.replace("experiment", "a.experiment", 1))
-    return att.con.execute(sql, params).fetchnumpy()
+        where, where_a = "AND experiment = $experiment", "AND a.experiment = $experiment"
+    return att.con.execute(_MEMBERS.format(where=where, where_a=where_a), params).fetchnumpy()
 
 
 def _one(att: Attribution, sql: str, experiment: str) -> int:
@@ -252,7 +252,7 @@ def arm_report(att: Attribution, experiment: str | None = None, rules: Path | No
         keep = in_exp & ~cols["several"]
         arms = sorted(set(cols["arm"][keep].tolist()))
         per_arm = {a: {k: v[keep & (cols["arm"] == a)] for k, v in cols.items()} for a in arms}
-        block = _experiment_block(att, exp, per_arm, several, rules)
+        block = _experiment_block(exp, per_arm, several, rules)
         blocks[exp] = block
         if not arms:
             continue
@@ -275,7 +275,7 @@ def arm_report(att: Attribution, experiment: str | None = None, rules: Path | No
     return Report("arm", rows, meta)
 
 
-def _experiment_block(att: Attribution, exp: str, per_arm: dict[str, dict[str, np.ndarray]], several: int,
+def _experiment_block(exp: str, per_arm: dict[str, dict[str, np.ndarray]], several: int,
                       rules: Path | None) -> dict[str, Any]:
     """The experiment's control, weights (and where they came from) and SRM check."""
     observed = {a: len(m["impressions"]) for a, m in per_arm.items()}
