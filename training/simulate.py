@@ -21,6 +21,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from service.api.gen.mallrec.v1 import recommender_pb2 as pb
 from service.app import App
 from service.client import Client
 from service.errors import MallrecError
-from training.simulate_world import WINDOW, World
+from training.simulate_world import WINDOW, Visit, World
 
 DAY = 86_400
 SLOTS = ("check_in", "search_box", "delivery")
@@ -146,29 +147,27 @@ class Mall:
         began = time.perf_counter()
         visits = self.world.plan(day)
         info.visits = len(visits)
-        k = 0
-        while k < len(visits):
-            window = visits[k].window
-            batch = [v for v in visits[k:] if v.window == window]
-            k += len(batch)
+        seen = 0
+        for window, group in groupby(visits, key=lambda v: v.window):
+            batch = list(group)
+            seen += len(batch)
             progress(f"day {day}: {time.strftime('%H:%M', time.gmtime(window * WINDOW))} UTC, "
-                     f"{k:,}/{len(visits):,} visits")
+                     f"{seen:,}/{len(visits):,} visits")
             at = start + window * WINDOW
-            self.clock.now = at
+            self.clock.now = at  # the window's visits run concurrently, at one server time
             done = await asyncio.gather(*(self._visit(v, day, at) for v in batch))
             await self._track([e for events in done for e in events])
         info.serve_seconds = round(time.perf_counter() - began, 2)
         return info
 
-    async def _visit(self, v: Any, day: int, at: int) -> list[pb.Event]:
+    async def _visit(self, v: Visit, day: int, at: int) -> list[pb.Event]:
+        """One member's pages in order; the events they cause (clicks name the slot and request)."""
         w, t = self.world, self.world.tastes
         rng = w.rng(day, v.member)
         member = t.member_ids[v.member]
-        pages = ([("delivery", "", v.delivery)] if v.delivery else []) + (
-            [("check_in", "", ())] if v.check_in else []) + ([("search_box", v.query, ())] if v.query else [])
         events: list[pb.Event] = []
         bought: list[int] = []
-        for n, (slot, query, order) in enumerate(pages):
+        for n, (slot, query, order) in enumerate(v.pages()):
             resp = await self.client.recommend(member, slot, COUNT, query=query,
                                                order_items=[t.item_ids[i] for i in order])
             self.days[day].requests += 1
@@ -194,7 +193,7 @@ class Mall:
                     events.append(self._event(member, t.item_ids[items[pos]], "purchase", ts + 240, day,
                                               v.window, len(events)))
                     bought.append(int(items[pos]))
-        if v.check_in and (item := w.organic(v.member, rng)) >= 0:
+        if v.check_in and (item := w.organic(v.member, rng)) >= 0:  # not on a delivery-only visit
             events.append(self._event(member, t.item_ids[item], "purchase", at + int(rng.integers(300, 540)),
                                       day, v.window, len(events)))
             self.days[day].organic_purchases += 1
@@ -298,9 +297,9 @@ async def run(cfg: SimConfig, console: Console) -> dict[str, Any]:
     app = build(settings, clock=clock)
     if app.sink is not None:
         app.sink.flush_seconds = SINK_FLUSH
-    await app.start()
     mall = None
     try:
+        await app.start()
         async with Client(app.target, timeout=30) as client:
             mall = Mall(world, client, clock)
             for day in range(1, cfg.days + 1):
@@ -374,6 +373,7 @@ def summary(cfg: SimConfig, mall: Mall | None, seconds: float) -> dict[str, Any]
     for c in cells.values():
         total.add(c)
     days = mall.days if mall is not None else {}
+    by_day = group(lambda c: c[0])
     return {
         "note": NOT_A_BENCHMARK,
         "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -381,7 +381,7 @@ def summary(cfg: SimConfig, mall: Mall | None, seconds: float) -> dict[str, Any]
                    "history_events": cfg.members * EVENTS_PER_MEMBER},
         "totals": total.as_dict(),
         "days": [{"day": d, **asdict(info), "model_versions": dict(mall.versions[d]) if mall else {},
-                  **group(lambda c: c[0])[d].as_dict()} for d, info in sorted(days.items())],
+                  **by_day[d].as_dict()} for d, info in sorted(days.items())],
         "slots": {s: c.as_dict() for s, c in group(lambda c: c[1]).items()},
         "arms": [{"experiment": e, "arm": a, **c.as_dict()}
                  for (e, a), c in group(lambda c: (c[2], c[3])).items()],

@@ -62,6 +62,12 @@ class Visit:
     query: str = ""  # "" when they do not search
     target: tuple[str, int] | None = None  # ("category" | "brand", index) the query names
 
+    def pages(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        """(slot, query, delivered items) of each page the member opens, in order."""
+        return ([("delivery", "", self.delivery)] if self.delivery else []) + (
+            [("check_in", "", ())] if self.check_in else []) + (
+            [("search_box", self.query, ())] if self.query else [])
+
 
 class World:
     """The hidden side of the simulation: tastes, visits, the choice model, orders in transit."""
