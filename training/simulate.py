@@ -18,25 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections import defaultdict
 from dataclasses import asdict, dataclass
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
-from service.api.gen.mallrec.v1 import recommender_pb2 as pb
 from service.app import App
 from service.client import Client
-from service.errors import MallrecError
-from training.simulate_world import WINDOW, Visit, World
+from training.simulate_world import COUNT, Counts, DayInfo, Mall, SimulateError, World
 
 DAY = 86_400
 SLOTS = ("check_in", "search_box", "delivery")
-COUNT = 10  # items asked for per slot
 HISTORY_DAYS = 30
 EVENTS_PER_MEMBER = 25  # day-0 history size
 RELOAD_INTERVAL = 0.2  # seconds between the server's checks of CURRENT
@@ -47,10 +41,6 @@ REDIS_TIMEOUT = 0.5
 RELOAD_TIMEOUT = 120.0
 NOT_A_BENCHMARK = ("a test of the system, not an accuracy claim: the members' tastes and their choice "
                    "model are invented, so these numbers say nothing about real members")
-
-
-class SimulateError(MallrecError):
-    """A simulation we cannot run as asked (bad argument, used output folder, server failure)."""
 
 
 @dataclass(frozen=True)
@@ -94,126 +84,6 @@ class SimClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@dataclass
-class Counts:
-    impressions: int = 0
-    clicks: int = 0
-    purchases: int = 0  # bought after a click in the slot (the simulator knows; the report infers)
-
-    def add(self, other: Counts) -> None:
-        self.impressions += other.impressions
-        self.clicks += other.clicks
-        self.purchases += other.purchases
-
-    def as_dict(self) -> dict[str, Any]:
-        n = self.impressions
-        return {**asdict(self), "ctr": round(self.clicks / n, 6) if n else None,
-                "purchase_rate": round(self.purchases / n, 6) if n else None}
-
-
-Cell = tuple[int, str, str, str]  # day, slot, experiment, arm
-
-
-@dataclass
-class DayInfo:
-    date: str
-    visits: int = 0
-    requests: int = 0
-    organic_purchases: int = 0
-    degraded: int = 0  # responses the server marked degraded (it does not log their served items)
-    degraded_items: int = 0
-    serve_seconds: float = 0.0
-    retrain: dict[str, Any] | None = None
-
-
-class Mall:
-    """The frontend of the simulated mall: asks for slots, reports what members do."""
-
-    def __init__(self, world: World, client: Client, clock: SimClock) -> None:
-        self.world = world
-        self.client = client
-        self.clock = clock
-        self.cells: dict[Cell, Counts] = defaultdict(Counts)
-        self.versions: dict[int, Counter[str]] = defaultdict(Counter)
-        self.days: dict[int, DayInfo] = {}
-        self.sent: Counter[str] = Counter()  # events TrackEvents stored, by kind
-
-    async def day(self, day: int, start: int, progress: Callable[[str], object] = lambda text: None
-                  ) -> DayInfo:
-        """Every visit of ``day`` (starting at ``start``), window by window on the server's clock."""
-        info = self.days[day] = DayInfo(time.strftime("%Y-%m-%d", time.gmtime(start)))
-        began = time.perf_counter()
-        visits = self.world.plan(day)
-        info.visits = len(visits)
-        seen = 0
-        for window, group in groupby(visits, key=lambda v: v.window):
-            batch = list(group)
-            seen += len(batch)
-            progress(f"day {day}: {time.strftime('%H:%M', time.gmtime(window * WINDOW))} UTC, "
-                     f"{seen:,}/{len(visits):,} visits")
-            at = start + window * WINDOW
-            self.clock.now = at  # the window's visits run concurrently, at one server time
-            done = await asyncio.gather(*(self._visit(v, day, at) for v in batch))
-            await self._track([e for events in done for e in events])
-        info.serve_seconds = round(time.perf_counter() - began, 2)
-        return info
-
-    async def _visit(self, v: Visit, day: int, at: int) -> list[pb.Event]:
-        """One member's pages in order; the events they cause (clicks name the slot and request)."""
-        w, t = self.world, self.world.tastes
-        rng = w.rng(day, v.member)
-        member = t.member_ids[v.member]
-        events: list[pb.Event] = []
-        bought: list[int] = []
-        for n, (slot, query, order) in enumerate(v.pages()):
-            resp = await self.client.recommend(member, slot, COUNT, query=query,
-                                               order_items=[t.item_ids[i] for i in order])
-            self.days[day].requests += 1
-            self.versions[day][resp.model_version] += 1
-            cell = self.cells[(day, slot, resp.experiment, resp.arm)]
-            items = np.array([w.index[i.item_id] for i in resp.items], dtype=np.int64)
-            cell.impressions += len(items)
-            if resp.degraded:
-                self.days[day].degraded += 1
-                self.days[day].degraded_items += len(items)
-            if not len(items):
-                continue
-            attract = w.attractiveness(v.member, items, target=v.target if slot == "search_box" else None,
-                                       order=order)
-            clicked, buys = w.choose(v.member, items, attract, rng)
-            cell.clicks += int(clicked.sum())
-            cell.purchases += int(buys.sum())
-            for pos in np.flatnonzero(clicked):
-                ts = at + 60 * n + int(rng.integers(5, 60))
-                events.append(self._event(member, t.item_ids[items[pos]], "click", ts, day, v.window,
-                                          len(events), slot=slot, request_id=resp.request_id))
-                if buys[pos]:  # checkout knows no slot: the report attributes it by time
-                    events.append(self._event(member, t.item_ids[items[pos]], "purchase", ts + 240, day,
-                                              v.window, len(events)))
-                    bought.append(int(items[pos]))
-        if v.check_in and (item := w.organic(v.member, rng)) >= 0:  # not on a delivery-only visit
-            events.append(self._event(member, t.item_ids[item], "purchase", at + int(rng.integers(300, 540)),
-                                      day, v.window, len(events)))
-            self.days[day].organic_purchases += 1
-            bought.append(item)
-        w.order(v.member, bought, day, rng)
-        return events
-
-    def _event(self, member: str, item: str, kind: str, ts: int, day: int, window: int, k: int,
-               slot: str = "", request_id: str = "") -> pb.Event:
-        return pb.Event(member_id=member, item_id=item, event=kind, ts=ts, slot=slot, request_id=request_id,
-                        event_id=f"sim-{day}-{window}-{member}-{k}", quantity=1)
-
-    async def _track(self, events: list[pb.Event]) -> None:
-        for k in range(0, len(events), 1000):
-            chunk = events[k:k + 1000]
-            resp = await self.client.track(chunk)
-            if resp.new_events != len(chunk):
-                raise SimulateError(f"TrackEvents stored {resp.new_events} of {len(chunk)} new events "
-                                    f"({resp.duplicates} seen as duplicates)")
-            self.sent.update(e.event for e in chunk)
 
 
 def train_models(events: list[Path], items: Path, members: Path, models: Path) -> tuple[str, int]:

@@ -1,4 +1,5 @@
-"""The simulated mall's members: who comes when, what they search for, what they click and buy.
+"""The simulated mall: its members (who comes when, what they search for, click and buy) and its
+frontend (``Mall``), which asks the server for the slots and reports back what the members did.
 
 Ground truth is the synthetic mall's own (``training.synth.hidden_tastes``): each member's favourite
 categories, brand and staple, each item's category, brand and popularity. A member's taste is a
@@ -20,11 +21,19 @@ The numbers are our invention: this world tests that the loop works (served -> c
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+import asyncio
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from itertools import groupby
+from typing import Any, Protocol
 
 import numpy as np
 
+from service.api.gen.mallrec.v1 import recommender_pb2 as pb
+from service.client import Client
+from service.errors import MallrecError
 from training.synth import HOURLY, TIERS, Tastes
 
 BASE = -3.6
@@ -45,6 +54,7 @@ MAX_VISIT_P = 0.6
 SEARCH_P = 0.4  # a visit includes a search
 QUERY_CATEGORY_P = 0.7  # a search names a category (else the favourite brand)
 ORGANIC_P = 0.1  # a visit buys something found without a recommendation
+COUNT = 10  # items the frontend asks for per slot
 WINDOW = 600  # seconds: visits in one window share the server's clock
 WINDOWS = 86_400 // WINDOW
 LOCAL_OFFSET_H = 8  # the generator's activity curve is local time, UTC+8
@@ -182,3 +192,136 @@ class World:
         if items:
             arrives = day + 1 + int(rng.random() < 0.5)
             self._deliveries[arrives].setdefault(member, []).extend(items)
+
+
+# ---------------------------------------------------------------------- the frontend
+
+
+class SimulateError(MallrecError):
+    """A simulation we cannot run as asked (bad argument, used output folder, server failure)."""
+
+
+class Clock(Protocol):
+    """The server's injected clock: the frontend sets ``now`` before each window's visits."""
+
+    now: float
+
+
+@dataclass
+class Counts:
+    impressions: int = 0
+    clicks: int = 0
+    purchases: int = 0  # bought after a click in the slot (the simulator knows; the report infers)
+
+    def add(self, other: Counts) -> None:
+        self.impressions += other.impressions
+        self.clicks += other.clicks
+        self.purchases += other.purchases
+
+    def as_dict(self) -> dict[str, Any]:
+        n = self.impressions
+        return {**asdict(self), "ctr": round(self.clicks / n, 6) if n else None,
+                "purchase_rate": round(self.purchases / n, 6) if n else None}
+
+
+Cell = tuple[int, str, str, str]  # day, slot, experiment, arm
+
+
+@dataclass
+class DayInfo:
+    date: str
+    visits: int = 0
+    requests: int = 0
+    organic_purchases: int = 0
+    degraded: int = 0  # responses the server marked degraded (it does not log their served items)
+    degraded_items: int = 0
+    serve_seconds: float = 0.0
+    retrain: dict[str, Any] | None = None
+
+
+class Mall:
+    """The frontend of the simulated mall: asks for slots, reports what members do."""
+
+    def __init__(self, world: World, client: Client, clock: Clock) -> None:
+        self.world = world
+        self.client = client
+        self.clock = clock
+        self.cells: dict[Cell, Counts] = defaultdict(Counts)
+        self.versions: dict[int, Counter[str]] = defaultdict(Counter)
+        self.days: dict[int, DayInfo] = {}
+        self.sent: Counter[str] = Counter()  # events TrackEvents stored, by kind
+
+    async def day(self, day: int, start: int, progress: Callable[[str], object] = lambda text: None
+                  ) -> DayInfo:
+        """Every visit of ``day`` (starting at ``start``), window by window on the server's clock."""
+        info = self.days[day] = DayInfo(time.strftime("%Y-%m-%d", time.gmtime(start)))
+        began = time.perf_counter()
+        visits = self.world.plan(day)
+        info.visits = len(visits)
+        seen = 0
+        for window, group in groupby(visits, key=lambda v: v.window):
+            batch = list(group)
+            seen += len(batch)
+            progress(f"day {day}: {time.strftime('%H:%M', time.gmtime(window * WINDOW))} UTC, "
+                     f"{seen:,}/{len(visits):,} visits")
+            at = start + window * WINDOW
+            self.clock.now = at  # the window's visits run concurrently, at one server time
+            done = await asyncio.gather(*(self._visit(v, day, at) for v in batch))
+            await self._track([e for events in done for e in events])
+        info.serve_seconds = round(time.perf_counter() - began, 2)
+        return info
+
+    async def _visit(self, v: Visit, day: int, at: int) -> list[pb.Event]:
+        """One member's pages in order; the events they cause (clicks name the slot and request)."""
+        w, t = self.world, self.world.tastes
+        rng = w.rng(day, v.member)
+        member = t.member_ids[v.member]
+        events: list[pb.Event] = []
+        bought: list[int] = []
+        for n, (slot, query, order) in enumerate(v.pages()):
+            resp = await self.client.recommend(member, slot, COUNT, query=query,
+                                               order_items=[t.item_ids[i] for i in order])
+            self.days[day].requests += 1
+            self.versions[day][resp.model_version] += 1
+            cell = self.cells[(day, slot, resp.experiment, resp.arm)]
+            items = np.array([w.index[i.item_id] for i in resp.items], dtype=np.int64)
+            cell.impressions += len(items)
+            if resp.degraded:
+                self.days[day].degraded += 1
+                self.days[day].degraded_items += len(items)
+            if not len(items):
+                continue
+            attract = w.attractiveness(v.member, items, target=v.target if slot == "search_box" else None,
+                                       order=order)
+            clicked, buys = w.choose(v.member, items, attract, rng)
+            cell.clicks += int(clicked.sum())
+            cell.purchases += int(buys.sum())
+            for pos in np.flatnonzero(clicked):
+                ts = at + 60 * n + int(rng.integers(5, 60))
+                events.append(self._event(member, t.item_ids[items[pos]], "click", ts, day, v.window,
+                                          len(events), slot=slot, request_id=resp.request_id))
+                if buys[pos]:  # checkout knows no slot: the report attributes it by time
+                    events.append(self._event(member, t.item_ids[items[pos]], "purchase", ts + 240, day,
+                                              v.window, len(events)))
+                    bought.append(int(items[pos]))
+        if v.check_in and (item := w.organic(v.member, rng)) >= 0:  # not on a delivery-only visit
+            events.append(self._event(member, t.item_ids[item], "purchase", at + int(rng.integers(300, 540)),
+                                      day, v.window, len(events)))
+            self.days[day].organic_purchases += 1
+            bought.append(item)
+        w.order(v.member, bought, day, rng)
+        return events
+
+    def _event(self, member: str, item: str, kind: str, ts: int, day: int, window: int, k: int,
+               slot: str = "", request_id: str = "") -> pb.Event:
+        return pb.Event(member_id=member, item_id=item, event=kind, ts=ts, slot=slot, request_id=request_id,
+                        event_id=f"sim-{day}-{window}-{member}-{k}", quantity=1)
+
+    async def _track(self, events: list[pb.Event]) -> None:
+        for k in range(0, len(events), 1000):
+            chunk = events[k:k + 1000]
+            resp = await self.client.track(chunk)
+            if resp.new_events != len(chunk):
+                raise SimulateError(f"TrackEvents stored {resp.new_events} of {len(chunk)} new events "
+                                    f"({resp.duplicates} seen as duplicates)")
+            self.sent.update(e.event for e in chunk)
