@@ -232,7 +232,7 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
     health = HealthServicer()
 
     async def on_loaded(model: ServingModel) -> None:
-        # A full GC pass traverses every tracked object (the imports and the model: 40-60 ms that
+        # A full GC pass traverses every tracked object (the imports and the model: tens of ms that
         # stall every request in flight). Objects alive now stay alive, so they leave the collector's
         # reach; an old model is freed by reference counting when its last request ends (it has no
         # cycles: tests/unit/test_model_lifetime.py).

@@ -117,7 +117,7 @@ class OnlineState:
 class Reason(NamedTuple):
     """One line of "why this item": the component's name, its kind and what it did.
 
-    A named tuple, not a frozen dataclass: every candidate gets one, and a tuple is built 4x faster."""
+    A named tuple, not a frozen dataclass: every candidate gets one, and a tuple is cheaper to build."""
 
     step: str
     kind: str  # source | blend | boost | rule | rerank | backfill

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Self
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns and slows down otherwise
-# OpenMP threads sleep at barriers instead of spinning: on a busy 2-core machine spinning made a
-# 300x60 fit take 2 s instead of 0.03 s, and amazon-beauty fits 30-45% slower.
+# OpenMP threads sleep at barriers instead of spinning: on a busy machine with few cores, spinning
+# threads take the cores the other threads wait for, and small fits slow down by orders of magnitude.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402

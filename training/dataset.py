@@ -142,7 +142,7 @@ def decay(ev: Interactions, half_life: float, origin: str, n_members: int) -> np
         age = latest[ev.member] - ev.ts
     else:
         age = ev.ts.max() - ev.ts
-    # float32 throughout (the weights are float32): 2-3x faster than float64 at 10M events, and the
+    # float32 throughout (the weights are float32): half the memory traffic of float64, and the
     # result differs by < 1e-7
     return np.exp2(age.astype(np.float32) * np.float32(-1.0 / half_life))
 

@@ -348,7 +348,7 @@ def load_dataset(events: str | Path | Sequence[str | Path], items: str | Path,
     if len(unknown) == len(ev):
         raise InputError(f"{src.name}: none of the {len(ev):,} events names an item of the catalogue "
                          f"{items} (ids must match exactly, as text)\n" + format_report(report))
-    if len(unknown):  # else no copy of every column (0.2 s at 10M events)
+    if len(unknown):  # else no copy of every column (large event files)
         ev, item = ev.subset(item >= 0), item[item >= 0]
     ev.item, ev.item_ids = item.astype(np.int32, copy=False), catalogue.item_id
     member_ids = ev.member_ids

@@ -26,7 +26,7 @@ from training.config import IndexConfig
 RECALL_TARGET = 0.95
 RECALL_K = 100
 #: `auto` keeps exact search past `exact_below` while it reads at most this share of the items
-#: (5x less than a full scan) for the average member.
+#: for the average member.
 EXACT_MAX_SCAN_SHARE = 0.2
 
 

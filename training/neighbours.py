@@ -95,8 +95,8 @@ def _index(normed: np.ndarray, exact_below: int):
     rng = np.random.default_rng(0)
     index.train(normed[rng.choice(n, min(n, nlist * 39), replace=False)])
     index.add(normed)
-    # real ALS vectors (100k items, 64 factors), one run: 632 lists, nprobe 20 -> recall@51 0.955 in
-    # 10.6 s; before (zero vectors kept, plain k-means, 1264 lists, nprobe 39) 0.928 in 19.4 s
+    # probing 1/32 of the lists keeps recall@51 against exact search near 0.95 on real ALS vectors;
+    # the manifest records the recall each bundle measured
     index.nprobe = max(8, nlist // 32)
     return index, NeighbourIndex(f"ivf{nlist},nprobe{index.nprobe}", n)
 

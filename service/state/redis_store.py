@@ -62,7 +62,7 @@ _IDS_TTL = 2 * 86400
 #: A flush's pages in one EVALSHA: per key, HINCRBY {kind}{item} by its count, then EXPIRE; then the
 #: pages' event-log records onto the stream (KEYS[1]) when ARGV[3] (MAXLEN) is above 0.
 #: ARGV = ttl, field prefix, maxlen, m, record_1..record_m, then per key: n, item_1, count_1, ...
-#: (A pipeline of HINCRBYs costs the event loop ~20 us of packing and parsing per item.)
+#: (A pipeline of HINCRBYs would cost the event loop packing and parsing for every item.)
 _COUNT_SERVED = """
 local maxlen = tonumber(ARGV[3])
 local m = tonumber(ARGV[4])
@@ -115,8 +115,8 @@ return {new, dup, table.concat(flags)}
 
 
 #: The state read in one EVALSHA: the member's recent events (KEYS[1], at most ARGV[1]), then one
-#: impressions hash per day (KEYS[2..]), each as a flat field/value list. The whole read took a median
-#: 603 us of client CPU this way against 794 us with redis-py's pipeline (load_tests/bench_redis_read.py).
+#: impressions hash per day (KEYS[2..]), each as a flat field/value list: less client CPU than
+#: redis-py's pipeline of the same commands (load_tests/bench_redis_read.py compares the two).
 _READ = """
 local out = {redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)}
 for k = 2, #KEYS do out[k] = redis.call('HGETALL', KEYS[k]) end
