@@ -58,7 +58,8 @@ def member_history(ds: Dataset, keep_recent: int = 20) -> dict[str, np.ndarray]:
 
 
 def stable_argsort(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(np.argsort(key, kind="stable"), key sorted) for non-negative int64 keys, cheaper than a general stable sort on large inputs.
+    """(np.argsort(key, kind="stable"), key sorted) for non-negative int64 keys, cheaper than a
+    general stable sort on large inputs.
 
     When key and row number fit in 63 bits together, they are packed into one int64 and sorted by
     value (NumPy's SIMD sort, no index array carried along); ties keep row order because the row
