@@ -103,6 +103,35 @@ def test_the_event_log_holds_what_was_served_and_clicked(run):
     assert s["log"]["complete"] and s["log"]["clicks_without_served_record"] == 0
 
 
+EXPERIMENT = """
+[experiments.checkin_rerank]
+slots = ["check_in"]
+salt = "sim"
+[[experiments.checkin_rerank.arms]]
+name = "control"
+weight = 50
+[[experiments.checkin_rerank.arms]]
+name = "no_rerank"
+weight = 50
+slot = { rerank = false }
+"""
+
+
+def test_an_experiment_in_the_rules_shows_up_as_arms(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text(EXPERIMENT)
+    result = simulate("--members", "200", "--days", "1", "--retrain", "never", "--rules", str(rules),
+                      "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    arms = {(a["experiment"], a["arm"]): a for a in s["arms"]}
+    assert set(arms) == {("checkin_rerank", "control"), ("checkin_rerank", "no_rerank"), ("", "")}
+    assert all(a["impressions"] > 0 for a in arms.values())
+    assert {c["slot"] for c in s["cells"] if c["experiment"]} == {"check_in"}
+    served = read_log(tmp_path / "run" / "log", events=["served"], columns=["experiment", "arm"])
+    assert set(zip(*(served.column(c).to_pylist() for c in ("experiment", "arm")), strict=True)) == set(arms)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--members", "5"), "--members must be at least 20"),
     (("--days", "0"), "--days must be from 1 to 365"),
