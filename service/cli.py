@@ -1,7 +1,7 @@
 """`mallrec`: the one command-line entry point.
 
 The root only assembles subcommands; each side registers its own (`training.cli` for train,
-evaluate, tune, synth; `training.report_cli` for report; `service.cli_commands` for serve, sink,
+evaluate, tune, synth; `training.report_cli` for report; `training.simulate_cli` for simulate; `service.cli_commands` for serve, sink,
 recommend, demo, rules; `service.models_cli` for models list / rollback). Heavy imports
 (implicit, faiss, grpc) happen inside the commands, so `mallrec --help` is instant.
 """
@@ -31,10 +31,11 @@ app = typer.Typer(
 
 def _register() -> None:
     from training import cli as training_cli
-    from training import report_cli
+    from training import report_cli, simulate_cli
 
     training_cli.register(app)
     report_cli.register(app)
+    simulate_cli.register(app)
     try:
         from service import cli_commands
     except ImportError as e:  # pragma: no cover - only while the service side is absent

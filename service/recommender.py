@@ -108,7 +108,9 @@ class Recommender:
             placed += [i.item_id for i in result.items]
             self.on_slot_served(ask.slot)
         served = [i.item_id for r in results for i in r.items]
-        if self.record_served and served and not state.degraded:
+        # also when the state read failed: a late read is not a failed write, and while Redis is really
+        # down the write-behind queue is bounded and counts what it drops
+        if self.record_served and served:
             records = served_records(req.member_id, request_id, results, now,
                                      registry.version) if self.log_served else ()
             await self.state.record_served(req.member_id, served, now, records)  # queues: no I/O awaited

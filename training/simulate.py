@@ -163,10 +163,8 @@ async def run(cfg: SimConfig, console: Console) -> dict[str, Any]:
     clock = SimClock(cfg.start)
     settings = Settings.load({}, models_dir=out / "models", rules_path=cfg.rules, host="127.0.0.1", port=0,
                              log_dir=out / "log", reload_interval=RELOAD_INTERVAL, drain_seconds=0,
-                             shutdown_grace=1, redis_timeout=REDIS_TIMEOUT)
+                             shutdown_grace=1, redis_timeout=REDIS_TIMEOUT, sink_flush_seconds=SINK_FLUSH)
     app = build(settings, clock=clock)
-    if app.sink is not None:
-        app.sink.flush_seconds = SINK_FLUSH
     mall = None
     try:
         await app.start()
