@@ -161,3 +161,27 @@ def test_the_loop_survives_kills_and_counts_everything_once(data_dir: Path, tmp_
             assert resp.model_version == new_version and resp.items
         finally:
             server.term()
+
+
+def test_sigterm_of_serve_with_log_leaves_every_record_in_parquet(tmp_path: Path) -> None:
+    """A deploy stops the server with SIGTERM: once the process has exited, the log holds everything
+    it served and acknowledged (no sink left running elsewhere, nothing in Redis to wait for)."""
+    from tests.fixtures.tiny_bundle import publish_tiny
+
+    models, log = tmp_path / "models", tmp_path / "log"
+    publish_tiny(models)
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    with RedisProcess(aof=True) as redis_server:
+        env = {**os.environ, "MALLREC_DRAIN_SECONDS": "0"}  # the sink's own 5 s batch wait is not cut short
+        server = Proc("serve", "--models", str(models), "--port", str(port), "--host", "127.0.0.1",
+                      "--redis-url", redis_server.url, "--log", str(log), env=env)
+        wait_serving(target, server)
+        shop = Shop([f"m{k:03d}" for k in range(1, 11)])
+        shop.visit(target, 10)
+        server.term()
+        logged = read_log(log).to_pylist()
+    assert sorted((r["request_id"], r["member_id"], r["item_id"]) for r in logged if r["event"] == "served") \
+        == sorted(shop.served)
+    assert sorted((r["event"], r["member_id"], r["item_id"]) for r in logged if r["event"] != "served") \
+        == sorted(shop.acked)
