@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import defaultdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,7 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from service.errors import MallrecError
-from service.eventlog.schema import LogRecord, day, partition_dir, to_table
+from service.eventlog import files
+from service.eventlog.schema import LogRecord, day
 from training.report import Attribution, ReportError, build_report, parse_duration, parse_since, wilson
 from training.report_cli import register
 from training.report_html import render
@@ -71,13 +71,7 @@ PRICES = "item_id,price,category\na,10,x\nb,4,x\nc,7,x\ne,12.5,y\nz,100,y\nq,oop
 
 
 def write_log(root: Path, records: list[LogRecord]) -> Path:
-    by_day: dict[str, list[LogRecord]] = defaultdict(list)
-    for r in records:
-        by_day[day(r.ts)].append(r)
-    for d, rs in by_day.items():
-        part = partition_dir(root, d)
-        part.mkdir(parents=True, exist_ok=True)
-        pq.write_table(to_table(rs), part / "part-1_1.parquet")
+    files.write_batch(root, records, "1-0", "1-1")  # the sink's writer: one file per day
     return root
 
 

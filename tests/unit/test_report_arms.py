@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from service.eventlog.schema import LogRecord, day, partition_dir, to_table
+from service.eventlog import files
+from service.eventlog.schema import LogRecord
 from training.report import Attribution, ReportError, build_report
 from training.report_arms import (
     LOSS,
@@ -43,13 +42,7 @@ SINCE = T0 - DAY
 
 
 def write_log(root: Path, records: list[LogRecord]) -> Path:
-    by_day: dict[str, list[LogRecord]] = defaultdict(list)
-    for r in records:
-        by_day[day(r.ts)].append(r)
-    for d, rs in by_day.items():
-        part = partition_dir(root, d)
-        part.mkdir(parents=True, exist_ok=True)
-        pq.write_table(to_table(rs), part / "part-1_1.parquet")
+    files.write_batch(root, records, "1-0", "1-1")  # the sink's writer: one file per day
     return root
 
 
