@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,34 +19,50 @@ from service.pipeline import SlotQuery
 from service.rules.schema import Selector
 
 DAY = 86400
-_COLUMNS: weakref.WeakKeyDictionary[ServingModel, dict[str, object]] = weakref.WeakKeyDictionary()
 
 
-def columns(model: ServingModel) -> dict[str, object]:
+@dataclass(frozen=True)
+class Columns:
+    """A model's catalogue and member columns as selectors compare them (lower case)."""
+
+    category: np.ndarray
+    brand: np.ndarray
+    tag: list[frozenset[str]]  # one set of tags per item
+    tier: np.ndarray  # one per member
+
+    def text(self, field: str) -> np.ndarray:
+        """The one-value-per-item column ``field`` ('category' or 'brand')."""
+        return {"category": self.category, "brand": self.brand}[field]
+
+
+_COLUMNS: weakref.WeakKeyDictionary[ServingModel, Columns] = weakref.WeakKeyDictionary()
+
+
+def columns(model: ServingModel) -> Columns:
     """Lower-cased category/brand arrays, tag sets and member tiers, once per model."""
     cols = _COLUMNS.get(model)
     if cols is None:
         items = model.bundle.items
-        cols = {"category": np.char.lower(items.category.astype(str)),
-                "brand": np.char.lower(items.brand.astype(str)),
-                "tag": [frozenset(t.lower().split()) for t in items.tags.astype(str).tolist()],
-                "tier": np.char.lower(model.bundle.members.tier.astype(str))}
+        cols = Columns(category=np.char.lower(items.category.astype(str)),
+                       brand=np.char.lower(items.brand.astype(str)),
+                       tag=[frozenset(t.lower().split()) for t in items.tags.astype(str).tolist()],
+                       tier=np.char.lower(model.bundle.members.tier.astype(str)))
         _COLUMNS[model] = cols
     return cols
 
 
 def known_values(model: ServingModel, field: str) -> set[str]:
     """Every category, brand or tag the catalogue has (lower case), to warn about typos."""
-    col = columns(model)[field]
+    cols = columns(model)
     if field == "tag":
-        return set().union(*col) if col else set()  # type: ignore[arg-type]
-    return set(np.unique(col).tolist())  # type: ignore[arg-type]
+        return set[str]().union(*cols.tag)
+    return set(np.unique(cols.text(field)).tolist())
 
 
 def member_tier(q: SlotQuery) -> str:
     """The member's tier from the bundle (lower case), '' for a member the model does not know."""
     m = q.profile.member
-    return "" if m is None else str(columns(q.model)["tier"][m])  # type: ignore[index]
+    return "" if m is None else str(columns(q.model).tier[m])
 
 
 class ItemMatcher:
@@ -85,10 +102,10 @@ class ItemMatcher:
         for name in ("category", "brand"):
             wanted = getattr(sel, name)
             if wanted:
-                mask &= np.isin(cols[name], [w.lower() for w in wanted])  # type: ignore[arg-type]
+                mask &= np.isin(cols.text(name), [w.lower() for w in wanted])
         if sel.tag:
             tags = frozenset(t.lower() for t in sel.tag)
-            mask &= np.fromiter((not tags.isdisjoint(t) for t in cols["tag"]), dtype=bool,  # type: ignore[union-attr]
+            mask &= np.fromiter((not tags.isdisjoint(t) for t in cols.tag), dtype=np.bool_,
                                 count=model.n_items)
         if sel.items:
             mask &= np.isin(model.item_ids, sel.items)
