@@ -59,21 +59,23 @@ class ALS(Model):
     """
 
     name = "als"
+    # set by fit
+    member_factors: np.ndarray
+    item_factors: np.ndarray
+    attribute_factors: np.ndarray | None  # the pseudo-members' vectors, if any
+    fitted: tuple[np.ndarray, np.ndarray]  # (all user rows, items) as fitted
 
     def __init__(self, cfg: AlsConfig, weighting: Weighting | None = None,
                  on_iteration: Callable[[int], None] | None = None):
         self.cfg = cfg
         self.weighting = weighting
         self.on_iteration = on_iteration
-        self.member_factors: np.ndarray | None = None
-        self.item_factors: np.ndarray | None = None
-        self.attribute_factors: np.ndarray | None = None  # the pseudo-members' vectors, if any
-        self.fitted: tuple[np.ndarray, np.ndarray] | None = None  # (all user rows, items) as fitted
 
     def fit(self, ds: Dataset, matrix: sp.csr_matrix, iterations: int | None = None,
             start: ALS | None = None) -> Self:
         """Fit ``matrix`` (members x items); ``start`` = a fitted ALS of the same shapes to continue."""
-        callback = (lambda it, _elapsed, _loss: self.on_iteration(it)) if self.on_iteration else None
+        on_iteration = self.on_iteration
+        callback = (lambda it, _elapsed, _loss: on_iteration(it)) if on_iteration else None
         cfg = self.cfg if iterations is None else self.cfg.model_copy(update={"iterations": iterations})
         n_members = matrix.shape[0]
         full = matrix.tocsr().astype(np.float32)

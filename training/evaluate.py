@@ -80,7 +80,7 @@ def evaluate(split: Split, config: TrainConfig, ks: tuple[int, ...] = (10, 20),
         from training.reranker import train_reranker
 
         reranker = train_reranker(split.train, config, steps)
-    models = fit_models(split, config, names, steps, start=reranker and reranker.warm_start)
+    models = fit_models(split, config, names, steps, start=None if reranker is None else reranker.warm_start)
     results = score_models(models, split, ks, steps)
     if reranker is not None:
         if reranker.onnx is None:
@@ -89,5 +89,7 @@ def evaluate(split: Split, config: TrainConfig, ks: tuple[int, ...] = (10, 20),
         else:
             from training.rerank_eval import score_rerank
 
-            results.update(score_rerank(split, config, reranker, models["als"], ks, steps))
+            als = models["als"]
+            assert isinstance(als, ALS)
+            results.update(score_rerank(split, config, reranker, als, ks, steps))
     return results

@@ -82,8 +82,10 @@ class Blend(Model):
         return self
 
     def score(self, members: np.ndarray) -> np.ndarray:
-        total = None
+        total: np.ndarray | None = None
         for model, weight in self.parts:
             part = weight * standardise(model.score(members).astype(np.float32))
             total = part if total is None else total + part
+        if total is None:
+            raise ValueError(f"blend {self.name!r} has no parts")
         return total

@@ -51,10 +51,10 @@ def trending_scores(ds: Dataset, weighting: Weighting, cfg: PopularityConfig) ->
 
 class GlobalPopularity(Model):
     name = "popularity"
+    scores: np.ndarray  # one per item, set by fit
 
     def __init__(self, weighting: Weighting, cfg: PopularityConfig):
         self.weighting, self.cfg = weighting, cfg
-        self.scores: np.ndarray | None = None
 
     def fit(self, ds: Dataset, matrix: sp.csr_matrix) -> Self:
         self.scores = global_popularity(ds, self.weighting, self.cfg.half_life)

@@ -41,6 +41,8 @@ def score_rerank(split: Split, config: TrainConfig, model: RerankerResult, als: 
     steps = steps or Steps(quiet=True)
     if info is not None:
         info["reranker"] = model.meta
+    if model.onnx is None:
+        raise ValueError(f"no re-ranker to score: {model.meta.get('skipped', 'disabled')}")
     scorer = Reranker(model.onnx, FEATURE_NAMES, FEATURE_VERSION)
     members = np.unique(split.test_members)
     fs = fit_first_stage(split.train, config, als=als, steps=steps, members=members)

@@ -228,7 +228,7 @@ def build_rows(fs: FirstStage, config: TrainConfig, members: np.ndarray, labels:
     for m, cands in pm.pools(members, n):
         lo, hi = np.searchsorted(lab_m, [m, m + 1])
         y = np.zeros(len(cands), dtype=np.int64)
-        if hi > lo and len(cands):
+        if labels is not None and hi > lo and len(cands):
             order = np.argsort(labels.item[lo:hi])
             li, ll = labels.item[lo:hi][order], labels.level[lo:hi][order]
             pos = np.minimum(np.searchsorted(li, cands.items), len(li) - 1)
@@ -261,11 +261,11 @@ def lightgbm() -> ModuleType:
     raises ImportError and LightGBM goes on without it (lightgbm.compat); the entry is removed again
     right after. `train` calls this on its main thread; nothing beside it imports scikit-learn.
     """
-    if (module := sys.modules.get("lightgbm")) is not None:
-        return module
+    if (loaded := sys.modules.get("lightgbm")) is not None:
+        return loaded
     blocked = "sklearn" not in sys.modules
     if blocked:
-        sys.modules["sklearn"] = None  # type: ignore[assignment]
+        sys.modules["sklearn"] = None  # type: ignore[assignment]  # None blocks the import
     try:
         import lightgbm as module
     finally:
@@ -401,6 +401,7 @@ def finish_reranker(half: FirstHalf, config: TrainConfig, steps: Steps,
     if half.done is not None:
         return half.done
     assert half.first_als is not None and half.labels is not None and half.rng is not None
+    assert half.members is not None and half.valid_mask is not None
     cfg, labels, meta, warm = config.reranker, half.labels, half.meta, half.warm_start
     members, valid_mask, rng = half.members, half.valid_mask, half.rng
     fs = fit_first_stage(labels.features, config, als=half.first_als, steps=steps, members=members)

@@ -86,7 +86,7 @@ class TuneResult:
         width = max(len(k) for k, _ in rows)
         lines.append("best trial:")
         lines += [f"  {k:<{width}}  {v}" for k, v in rows]
-        top = sorted(done, key=lambda t: -t.score)[:5]
+        top = sorted(done, key=lambda t: -(t.score or 0.0))[:5]  # done: every score is set
         lines.append("top trials: " + ", ".join(f"#{t.number} {t.score:.4f}" for t in top))
         if self.note:
             lines.append("note: " + self.note)
@@ -159,7 +159,7 @@ def per_member(recs: np.ndarray, truth, members: np.ndarray, k: int) -> dict[str
     discounts = 1.0 / np.log2(np.arange(top.shape[1]) + 2)
     idcg = np.cumsum(1.0 / np.log2(np.arange(k) + 2))[np.clip(n_truth, 1, k) - 1]
     has = n_truth > 0
-    return {f"hr@{k}": hit.any(axis=1)[has].astype(np.float64),
+    return {f"hr@{k}": np.any(hit, axis=1)[has].astype(np.float64),
             f"ndcg@{k}": ((hit * discounts).sum(axis=1) / idcg)[has]}
 
 
