@@ -7,6 +7,7 @@ gets. The trainer is imported inside the functions (the service itself never nee
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from rich.console import Console
@@ -19,7 +20,15 @@ from service.model import ServingModel
 from service.model_bundle import current_version
 from service.settings import Settings
 
-SYNTH = {"members": 2000, "items": 500, "events": 50_000, "seed": 7}
+
+class _Synth(TypedDict):
+    members: int
+    items: int
+    events: int
+    seed: int
+
+
+SYNTH: _Synth = {"members": 2000, "items": 500, "events": 50_000, "seed": 7}
 SHOW_COUNT = 5
 
 

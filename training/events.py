@@ -157,7 +157,7 @@ def _lookup(ids: pa.Array | np.ndarray, known: np.ndarray) -> np.ndarray:
     return col.to_numpy(pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(known, pa.string())), -1)
 
 
-def _id_column(src: InputFile, checks: _Checks, column: str, unique: bool = False,
+def _id_column(src: InputFile | LogInput, checks: _Checks, column: str, unique: bool = False,
                encoded: tuple[np.ndarray, pa.Array] | None = None) -> tuple[np.ndarray, pa.Array]:
     """``encoded``: the column's `col.encode_ids`, when the caller already ran it (on a thread)."""
     codes, dictionary = encoded or col.encode_ids(src.table.column(column))

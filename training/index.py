@@ -18,10 +18,14 @@ vectors would say nothing either, so the check always uses the trained factors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from training.config import IndexConfig
+
+if TYPE_CHECKING:
+    import faiss
 
 RECALL_TARGET = 0.95
 RECALL_K = 100
@@ -89,7 +93,8 @@ def exact_scan_share(queries: np.ndarray, vectors: np.ndarray, truth: np.ndarray
 def recall_sample(member_factors: np.ndarray, vectors: np.ndarray, size: int,
                   rng: np.random.Generator) -> np.ndarray:
     """Up to ``size`` trained member vectors that are not zero (zero: no history, no ranking)."""
-    active = np.flatnonzero(np.any(member_factors != 0, axis=1)) if len(member_factors) else []
+    active = (np.flatnonzero(np.any(member_factors != 0, axis=1)) if len(member_factors)
+              else np.zeros(0, dtype=np.int64))
     if len(active) == 0:
         return np.ascontiguousarray(vectors[:size], dtype=np.float32)
     pick = rng.choice(active, min(size, len(active)), replace=False)
@@ -97,7 +102,7 @@ def recall_sample(member_factors: np.ndarray, vectors: np.ndarray, size: int,
 
 
 def build_index(item_factors: np.ndarray, member_factors: np.ndarray, cfg: IndexConfig,
-                seed: int = 0):
+                seed: int = 0) -> tuple[faiss.Index, IndexReport]:
     """Build the serving index; return (faiss index, IndexReport)."""
     import faiss
 
@@ -114,35 +119,35 @@ def build_index(item_factors: np.ndarray, member_factors: np.ndarray, cfg: Index
 
     if kind == "flat":
         # the service answers a flat bundle with its length-pruned search, not FAISS: check that
-        index = faiss.IndexFlatIP(d)
-        index.add(vectors)
+        flat = faiss.IndexFlatIP(d)
+        flat.add(vectors)
         found = served_top(sample, vectors, k)
-        return index, IndexReport("flat", 0, 0, recall(found, truth), len(sample), round(share, 4))
+        return flat, IndexReport("flat", 0, 0, recall(found, truth), len(sample), round(share, 4))
 
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.add(vectors)
+        hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 80
+        hnsw.add(vectors)
         ef = 64
         while True:
-            index.hnsw.efSearch = ef
-            _, found = index.search(sample, k)
+            hnsw.hnsw.efSearch = ef
+            _, found = hnsw.search(sample, k)
             r = recall(found, truth)
             if r >= RECALL_TARGET or ef >= 1024:
-                return index, IndexReport("hnsw", 0, ef, r, len(sample), round(share, 4))
+                return hnsw, IndexReport("hnsw", 0, ef, r, len(sample), round(share, 4))
             ef *= 2
 
     nlist = max(1, int(4 * np.sqrt(n)))
     quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     train_n = min(n, nlist * 64)
-    index.train(vectors[rng.choice(n, train_n, replace=False)] if train_n < n else vectors)
-    index.add(vectors)
+    ivf.train(vectors[rng.choice(n, train_n, replace=False)] if train_n < n else vectors)
+    ivf.add(vectors)
     nprobe = cfg.nprobe or 1
     while True:
-        index.nprobe = nprobe
-        _, found = index.search(sample, k)
+        ivf.nprobe = nprobe
+        _, found = ivf.search(sample, k)
         r = recall(found, truth)
         if cfg.nprobe or r >= RECALL_TARGET or nprobe >= nlist:
-            return index, IndexReport("ivf", nlist, nprobe, r, len(sample), round(share, 4))
+            return ivf, IndexReport("ivf", nlist, nprobe, r, len(sample), round(share, 4))
         nprobe = min(nlist, nprobe * 2)

@@ -282,7 +282,7 @@ def describe_time(ts: int) -> str:
     return time.strftime("%Y-%m-%d" if ts % 86400 == 0 else "%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
-def _open_bytes(path: Path) -> io.BufferedIOBase:
+def _open_bytes(path: Path) -> gzip.GzipFile | io.BufferedReader:
     return gzip.open(path) if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
 
 

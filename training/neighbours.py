@@ -13,10 +13,14 @@ they made one list of 3,755 items (4% of a 100k catalogue) that every query prob
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from training.index import exact_top, recall
+
+if TYPE_CHECKING:
+    import faiss
 
 EXACT_BELOW = 20_000  # items with a vector; below this an exact scan costs less than IVF's k-means
 RECALL_SAMPLE = 300  # queries checked against exact search for the recorded recall
@@ -78,16 +82,16 @@ def cosine_neighbours(vectors: np.ndarray, k: int, queries: np.ndarray | None = 
     return out_ids, out_sims
 
 
-def _index(normed: np.ndarray, exact_below: int):
+def _index(normed: np.ndarray, exact_below: int) -> tuple[faiss.Index, NeighbourIndex]:
     """An exact index for small catalogues, else IVF with spherical k-means (the centroids stay unit
     length, so inner product routes by direction and the lists come out even)."""
     import faiss
 
     n, d = normed.shape
     if n < exact_below:
-        index = faiss.IndexFlatIP(d)
-        index.add(normed)
-        return index, NeighbourIndex("exact", n)
+        flat = faiss.IndexFlatIP(d)
+        flat.add(normed)
+        return flat, NeighbourIndex("exact", n)
     nlist = int(2 * np.sqrt(n))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.niter = 10  # coarse clusters only route the search; 10 k-means rounds suffice

@@ -17,6 +17,10 @@ from rich.progress import (
 )
 
 
+def _no_bar(n: int = 1) -> None:
+    """A step's ``advance`` when no bar is shown."""
+
+
 class Steps:
     """`with steps.step("ALS", total=15) as advance: ...` shows a bar, then one done line.
 
@@ -35,13 +39,17 @@ class Steps:
         if not bar and not self.quiet:
             self.console.print(f"[dim]… {name} (beside the next steps)[/]", highlight=False)
         if self.quiet or not bar or not self.console.is_terminal:  # logs get the done line, not a bar
-            yield lambda _n=1: None
+            yield _no_bar
         else:
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                          transient=True) as bar:
-                task = bar.add_task(name, total=total)
-                yield lambda n=1: bar.advance(task, n)
+                          transient=True) as progress:
+                task = progress.add_task(name, total=total)
+
+                def advance(n: int = 1) -> None:
+                    progress.advance(task, n)
+
+                yield advance
         elapsed = time.perf_counter() - start
         self.timings[name] = round(elapsed, 3)
         if not self.quiet:

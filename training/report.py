@@ -227,7 +227,13 @@ class Attribution:
         self.con.execute(re.sub(r"\$\w+", lambda m: str(values[m.group(0)]), _PREPARE))
 
     def _one(self, sql: str) -> Any:
-        return self.con.execute(sql).fetchone()[0]
+        return self.row(sql)[0]
+
+    def row(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
+        """The one row of an aggregate query (no GROUP BY: it always has one)."""
+        row = self.con.execute(sql, params).fetchone()
+        assert row is not None, sql
+        return row
 
     def _load_items(self) -> None:
         """``items(item_id, price)``, one row per item; empty (and no revenue) without ``--items``."""
@@ -294,7 +300,7 @@ class Attribution:
             "SELECT DISTINCT CASE WHEN x.slot = '' THEN ? ELSE x.slot END, f.slot IS NOT NULL "
             "FROM exposure x LEFT JOIN frontend_slots f ON x.slot = f.slot WHERE x.ts >= ? ORDER BY 1",
             [UNKNOWN, int(self.since)]).fetchall()
-        imps, members = self.con.execute("SELECT count(*), count(DISTINCT member_id) FROM counted").fetchone()
+        imps, members = self.row("SELECT count(*), count(DISTINCT member_id) FROM counted")
         unpriced = self._one("SELECT count(*) FROM attributed a LEFT JOIN items p USING (item_id) "
                              "WHERE a.event = 'purchase' AND p.price IS NULL") if self.items else None
         return {

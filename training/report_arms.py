@@ -21,8 +21,9 @@ a bug) is left out of it and counted.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -42,6 +43,9 @@ LIFT_FIELD = {"ctr": "lift", "conversion": "conversion_lift",
 VERDICT_FIELD = {"ctr": "verdict", "conversion": "conversion_verdict",
                  "revenue_per_member": "revenue_per_member_verdict"}
 NOT_ENOUGH, NO_DIFFERENCE, WIN, LOSS = "not_enough_data", "no_significant_difference", "win", "loss"
+
+# the interval maths runs on one arm's floats (the report) and on stacks of arms (simulations)
+Values = TypeVar("Values", np.ndarray, float)
 
 
 def ratio_estimate(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,20 +70,19 @@ def mean_estimate(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(-1), (x.var(-1, ddof=1) / n if n > 1 else np.full(x.shape[:-1], np.nan))
 
 
-def relative_lift(t: np.ndarray, var_t: np.ndarray, c: np.ndarray, var_c: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def relative_lift(t: Values, var_t: Values, c: Values, var_c: Values) -> tuple[Values, Values]:
     """``t / c - 1`` and its delta-method variance ``var_t / c² + t² var_c / c⁴`` (independent arms)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return t / c - 1, var_t / c**2 + t**2 * var_c / c**4
 
 
-def interval(est: np.ndarray, var: np.ndarray, z: float = Z) -> tuple[np.ndarray, np.ndarray]:
+def interval(est: Values, var: Values, z: float = Z) -> tuple[Values, Values]:
     """The normal interval ``est ± z·sqrt(var)``."""
     half = z * np.sqrt(var)
     return est - half, est + half
 
 
-def verdict(lift: float | None, ci: tuple[float, float] | None, members: int, control_members: int) -> str:
+def verdict(lift: float | None, ci: Sequence[float] | None, members: int, control_members: int) -> str:
     """The decision rule: not enough data (an arm under ``MIN_MEMBERS`` members, no interval, or one
     wider than ±``MAX_HALF_WIDTH``), else no significant difference (the interval holds 0), else a win
     or a loss for the arm against control."""
@@ -182,7 +185,7 @@ def _members(att: Attribution, experiment: str | None) -> dict[str, np.ndarray]:
 
 
 def _one(att: Attribution, sql: str, experiment: str) -> int:
-    return int(att.con.execute(sql, [experiment]).fetchone()[0])
+    return int(att.row(sql, [experiment])[0])
 
 
 def _ci(lo: Any, hi: Any, floor: float | None = None) -> list[float] | None:

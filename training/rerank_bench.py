@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def synthetic_context(n_items: int, n_members: int = 1000, factors: int = 64, hi
     members = MemberTable(np.arange(n_members).astype(str), rng.choice(["", "silver", "gold"], n_members),
                           rng.uniform(0, 1000, n_members))
     n_hist = n_members * history
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "item_factors": rng.normal(size=(n_items, factors)).astype(np.float32),
         "popularity_global": rng.pareto(1.5, n_items).astype(np.float32),
         "popularity_trending": rng.pareto(1.5, n_items).astype(np.float32),
@@ -73,7 +74,7 @@ def random_model(trees: int, leaves: int, seed: int = 0) -> bytes:
 def step_in_pipeline(models: str, n_members: int) -> None:
     """p50 / p99 of the rerank step of the built-in slots, as the server runs them (no online state)."""
     from service.app import load_model
-    from service.domain import Context, OnlineState
+    from service.domain import Candidate, Context, OnlineState
     from service.pipeline import SlotQuery, run
     from service.profile import MemberProfile
     from service.rerank.runtime import rerank_runtime
@@ -81,7 +82,7 @@ def step_in_pipeline(models: str, n_members: int) -> None:
     from service.steps.rerank import Rerank
 
     t0 = time.perf_counter()
-    model = load_model(models)
+    model = load_model(Path(models))
     runtime = rerank_runtime(model)
     if not runtime.ready:
         raise SystemExit(runtime.problem or runtime.absent)
@@ -92,13 +93,13 @@ def step_in_pipeline(models: str, n_members: int) -> None:
     cpu: list[float] = []
     apply = Rerank.apply
 
-    def timed(self, q, candidates):  # type: ignore[no-untyped-def]
+    def timed(self: Rerank, q: SlotQuery, candidates: list[Candidate]) -> list[Candidate]:
         t = time.thread_time()
         out = apply(self, q, candidates)
         cpu.append((time.thread_time() - t) * 1e3)
         return out
 
-    Rerank.apply = timed  # type: ignore[method-assign]
+    Rerank.apply = timed  # type: ignore[method-assign]  # timing the real step in place
     registry = default_registry()
     query = Context(query=str(b.items.category[0]))
     now = time.time()
@@ -138,7 +139,7 @@ def main() -> None:
     ctx = synthetic_context(a.items)
     scorer = Reranker(random_model(a.trees, a.leaves), FEATURE_NAMES, FEATURE_VERSION)
     rng = np.random.default_rng(1)
-    vector = rng.normal(size=ctx.factors.shape[1]).astype(np.float32)
+    vector = rng.normal(size=int(ctx.factors.shape[1])).astype(np.float32)
     sources = ["als", "similar_recent", "category_popular", "trending"]
     timings: dict[str, list[float]] = {"request: member inputs": [], "slot: features": [],
                                        "slot: onnx score": [], "total": []}

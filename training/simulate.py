@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from rich.console import Console
 
@@ -115,7 +115,7 @@ async def wait_for_log(app: App) -> None:
         last = await client.xrevrange(log_stream_key(app.settings.redis_prefix), count=1)
     finally:
         await client.aclose()
-    end = files.sid(last[0][0]) if last else (0, 0)
+    end = files.newest_sid(last)
     deadline = time.monotonic() + 30
     while files.sid(files.read_checkpoint(app.settings.log_dir)) < end:
         if time.monotonic() > deadline:
@@ -135,6 +135,16 @@ async def wait_for_model(app: App, version: str) -> float:
     return time.monotonic() - began
 
 
+class _MallSize(TypedDict):
+    """What `generate` and `hidden_tastes` share: the same mall."""
+
+    members: int
+    items: int
+    seed: int
+    days: int
+    now: int
+
+
 async def run(cfg: SimConfig, console: Console) -> dict[str, Any]:
     """The whole simulation; returns the summary (also written to ``DIR/summary.json``)."""
     import json
@@ -149,8 +159,8 @@ async def run(cfg: SimConfig, console: Console) -> dict[str, Any]:
     began = time.perf_counter()
     out = cfg.out
     history = out / "history"
-    size = {"members": cfg.members, "items": cfg.items, "seed": cfg.seed, "days": HISTORY_DAYS,
-            "now": cfg.start}
+    size: _MallSize = {"members": cfg.members, "items": cfg.items, "seed": cfg.seed, "days": HISTORY_DAYS,
+                       "now": cfg.start}
     with console.status("day 0: generating the history"):
         files = generate(history, events=cfg.members * EVENTS_PER_MEMBER, **size)
         world = World(hidden_tastes(**size), cfg.seed)

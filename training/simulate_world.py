@@ -126,8 +126,8 @@ class World:
         which = rng.choice(3, n, p=(0.6, 0.3, 0.1))
         delivered = self._deliveries.pop(day, {})
         visits = []
-        for m in np.flatnonzero(comes | np.isin(np.arange(n), list(delivered))):
-            m = int(m)
+        for row in np.flatnonzero(comes | np.isin(np.arange(n), list(delivered))):
+            m = int(row)
             query, target = "", None
             if comes[m] and search[m]:
                 if by_category[m]:

@@ -34,6 +34,14 @@ def sid(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def newest_sid(reply: Sequence[tuple[bytes | str | None, object]] | None) -> tuple[int, int]:
+    """The entry id of an ``XREVRANGE key + - COUNT 1`` reply as a pair; (0, 0) for an empty stream."""
+    if not reply:
+        return 0, 0
+    entry_id = reply[0][0]
+    return sid(entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
+
+
 def read_checkpoint(log_dir: Path) -> str:
     """The last stream id written to the log (``0-0`` when nothing was)."""
     f = log_dir / STATE_DIR / "checkpoint"

@@ -136,8 +136,7 @@ class Sink:
 
     async def _drain(self) -> None:
         """Write everything the stream holds now (entries appended meanwhile wait for the next sink)."""
-        last = await self.client.xrevrange(self.key, count=1)
-        end = files.sid(last[0][0]) if last else (0, 0)
+        end = files.newest_sid(await self.client.xrevrange(self.key, count=1))
         while await self._step(block=False) and files.sid(files.read_checkpoint(self.log_dir)) < end:
             pass
         if self._buffer:
