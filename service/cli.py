@@ -16,8 +16,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 
-from service.errors import MallrecError  # noqa: E402
+from service.errors import MallrecError, MissingExtra  # noqa: E402
 
 app = typer.Typer(
     name="mallrec",
@@ -57,6 +58,12 @@ def main() -> None:
     except MallrecError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(e.exit_code)
+    except ModuleNotFoundError as e:  # a serve-only install running a training command
+        missing = MissingExtra.of(e, sys.argv[1:])
+        if missing is None:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False)
+        sys.exit(missing.exit_code)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         sys.exit(130)
