@@ -119,9 +119,9 @@ class ServingModel:
         first use and kept with the model, so requests slice it instead of recomputing it. ``key``
         names the component and everything else the value depends on (its parameters)."""
         try:
-            return self._memo[key]  # type: ignore[no-any-return]
+            return self._memo[key]
         except KeyError:
-            return self._memo.setdefault(key, build())  # type: ignore[no-any-return]
+            return self._memo.setdefault(key, build())
 
     @classmethod
     def load(cls, models_dir: str | Path) -> ServingModel:
@@ -153,6 +153,7 @@ class ServingModel:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
         if not np.any(query):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        assert self._faiss is not None  # __init__ sets one of the two searches
         scores, items = self._faiss.search(query, k)
         keep = items[0] >= 0
         return items[0][keep].astype(np.int64), scores[0][keep]

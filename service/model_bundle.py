@@ -32,8 +32,9 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +54,9 @@ from service.bundle_manifest import (  # noqa: F401  (re-exported)
     read_manifest,
 )
 from service.ids import column_to_numpy, text_array, unique_text
+
+if TYPE_CHECKING:
+    import faiss
 
 CURRENT_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
@@ -134,7 +138,7 @@ class Bundle:
     items: ItemTable
     members: MemberTable
     arrays: dict[str, np.ndarray]
-    faiss_index: Any = None  # faiss.Index (the service searches it; the trainer builds it)
+    faiss_index: faiss.Index | None = None  # the service searches it; the trainer builds it
     reranker_onnx: bytes | None = None
     path: Path | None = None
     _item_index: dict[str, int] | None = field(default=None, repr=False)
@@ -154,7 +158,7 @@ class Bundle:
     @property
     def item_index(self) -> dict[str, int]:
         if self._item_index is None:  # in slices: the bundle loads beside a serving event loop
-            ids, index = self.items.item_id, {}
+            ids, index = self.items.item_id, dict[str, int]()
             for start in range(0, len(ids), 8192):
                 chunk = ids[start:start + 8192].tolist()
                 index.update(zip(map(str, chunk), range(start, start + len(chunk)), strict=True))
@@ -232,7 +236,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, write) -> None:
+def _write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
     with open(path, "wb") as f:
         write(f)
         f.flush()
@@ -270,7 +274,7 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
         with ThreadPoolExecutor(1) as sealer:
             sealed: dict[str, Future[dict[str, Any]]] = {}
 
-            def write(name: str, fill: Callable[[Any], Any]) -> None:
+            def write(name: str, fill: Callable[[BinaryIO], object]) -> None:
                 with open(tmp / name, "wb") as f:
                     fill(f)
                 sealed[name] = sealer.submit(_seal, tmp / name)
@@ -281,7 +285,7 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
                         raise BundleError(f"bundle is missing array {name!r}")
                     continue
                 arr = np.ascontiguousarray(bundle.arrays[name], dtype=dtype)
-                write(f"{name}.npy", lambda f, arr=arr: np.save(f, arr, allow_pickle=False))
+                write(f"{name}.npy", partial(np.save, arr=arr, allow_pickle=False))
             write(ITEMS_TABLE, lambda f: pq.write_table(bundle.items.to_arrow(), f))
             members = pa.table({"member_id": bundle.members.member_id, "tier": bundle.members.tier,
                                 "points": bundle.members.points})
@@ -289,8 +293,8 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
             if bundle.faiss_index is not None:
                 faiss.write_index(bundle.faiss_index, str(tmp / FAISS_INDEX))
                 sealed[FAISS_INDEX] = sealer.submit(_seal, tmp / FAISS_INDEX)
-            if bundle.reranker_onnx is not None:
-                write(RERANKER, lambda f: f.write(bundle.reranker_onnx))
+            if (onnx := bundle.reranker_onnx) is not None:
+                write(RERANKER, lambda f: f.write(onnx))
             bundle.manifest["files"] = {name: sealed[name].result() for name in sorted(sealed)}
         check_manifest(bundle.manifest, f"publish {version}")
         manifest_bytes = json.dumps(bundle.manifest, indent=2, sort_keys=True, default=_json_default)
@@ -443,11 +447,12 @@ def _read_members(path: Path) -> MemberTable:
     return MemberTable(ids, names[codes], points, (names, codes))
 
 
-def _apply_search_params(index, meta: dict[str, Any]) -> None:
+def _apply_search_params(index: faiss.Index, meta: dict[str, Any]) -> None:
     """Search-time parameters are not stored in the FAISS file; the manifest carries them."""
     import faiss
 
     if meta.get("kind") == "ivf" and meta.get("nprobe"):
         faiss.extract_index_ivf(index).nprobe = int(meta["nprobe"])
     elif meta.get("kind") == "hnsw" and meta.get("nprobe"):
+        assert isinstance(index, faiss.IndexHNSW)  # read_index returns the concrete class
         index.hnsw.efSearch = int(meta["nprobe"])

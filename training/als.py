@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns and slows down otherwise
 # OpenMP threads sleep at barriers instead of spinning: on a busy machine with few cores, spinning
@@ -20,8 +20,13 @@ from training.config import AlsConfig, TrainConfig, Weighting  # noqa: E402
 from training.dataset import Dataset, confidence_matrix  # noqa: E402
 from training.model_api import Model  # noqa: E402
 
+if TYPE_CHECKING:
+    from implicit.cpu.als import AlternatingLeastSquares
 
-def make_implicit_model(cfg: AlsConfig, threads: int = 0):
+    from training.progress import Steps
+
+
+def make_implicit_model(cfg: AlsConfig, threads: int = 0) -> AlternatingLeastSquares:
     """The bare implicit model for a config (also what benchmarks time against)."""
     from implicit.cpu.als import AlternatingLeastSquares
 
@@ -113,8 +118,8 @@ class ALS(Model):
         return nbr, sim
 
 
-def fit_final(ds: Dataset, matrix: sp.csr_matrix, config: TrainConfig, steps,
-              start: ALS | None = None, bar: bool = True) -> tuple[ALS, dict]:
+def fit_final(ds: Dataset, matrix: sp.csr_matrix, config: TrainConfig, steps: Steps,
+              start: ALS | None = None, bar: bool = True) -> tuple[ALS, dict[str, Any]]:
     """The published ALS: continued from ``start`` (the re-ranker's first stage, fitted before its
     cutoff) for ``warm_iterations`` sweeps, or fitted from scratch. Returns it and what ran.
     ``bar=False``: no progress bar (it runs beside a step that shows one)."""

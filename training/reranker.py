@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from training.neighbours import cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
 from training.rerank_candidates import SEEDS, FirstStage, PoolMaker
+
+if TYPE_CHECKING:
+    from lightgbm import Booster
 
 #: Gain per relevance level: 0 = no event after T, then 1 + index in EVENT_TYPES.
 LABEL_GAIN = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)  # none, view, click, fav, cart, purchase
@@ -274,7 +277,7 @@ def lightgbm() -> ModuleType:
     return module
 
 
-def fit_booster(rows: Rows, cfg: RerankerConfig, threads: int | None = None):
+def fit_booster(rows: Rows, cfg: RerankerConfig, threads: int | None = None) -> Booster:
     """LightGBM lambdarank with the graded gains; groups are members. ``threads`` overrides the
     config's (`train` asks for one while the final ALS fits beside it on the other cores)."""
     lgb = lightgbm()
@@ -292,7 +295,7 @@ def fit_booster(rows: Rows, cfg: RerankerConfig, threads: int | None = None):
     return lgb.train(params, data, num_boost_round=cfg.trees)
 
 
-def export_onnx(booster) -> bytes:
+def export_onnx(booster: Booster) -> bytes:
     """Booster -> ONNX bytes: one float32 input ``features`` [n, N_FEATURES], raw scores out."""
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
@@ -303,7 +306,7 @@ def export_onnx(booster) -> bytes:
     return model.SerializeToString()
 
 
-def onnx_max_abs_diff(onnx_bytes: bytes, booster, x: np.ndarray) -> float:
+def onnx_max_abs_diff(onnx_bytes: bytes, booster: Booster, x: np.ndarray) -> float:
     """Largest |ONNX - LightGBM| score on ``x``, through the service's scorer."""
     scorer = Reranker(onnx_bytes, FEATURE_NAMES, FEATURE_VERSION)
     return float(np.max(np.abs(scorer.score(x) - booster.predict(x)))) if len(x) else 0.0
@@ -439,10 +442,10 @@ def finish_reranker(half: FirstHalf, config: TrainConfig, steps: Steps,
     return RerankerResult(onnx_bytes, meta, booster, rows, warm)
 
 
-def _valid_report(rows: Rows, booster) -> dict[str, float]:
+def _valid_report(rows: Rows, booster: Booster) -> dict[str, float]:
     if len(rows.y) == 0:
         return {"groups": 0}
-    scores = booster.predict(rows.x)
+    scores = np.asarray(booster.predict(rows.x))  # dense rows in, one score per row out
     return {"groups": int(len(rows.groups)), "labelled_groups": int(_labelled_groups(rows)),
             "first_stage_ndcg@10": round(ndcg_at(rows, None), 4),
             "rerank_ndcg@10": round(ndcg_at(rows, scores), 4)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,7 +272,7 @@ class _Members:
 
 
 def _event_slices(seq: np.random.SeedSequence, total: int, days: int, now: int, cat: _Catalogue,
-                  mem: _Members):
+                  mem: _Members) -> Iterator[pa.Table]:
     """Yield one Arrow table per time slice, events sorted by time; exactly ``total`` rows."""
     start = now - days * DAY
     minute = np.arange(days * 1440)

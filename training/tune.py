@@ -22,16 +22,21 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from service.errors import MallrecError
 from training.config import TrainConfig
 from training.dataset import Dataset, Split, fit_clock, has_clock, leave_last_out, leave_random_out
 from training.progress import Steps
 from training.tune_space import apply_params, base_params, priors, search_space, suggest, time_scale
+
+if TYPE_CHECKING:
+    import optuna
 
 #: Metric the search maximises on the validation split (hr@10 is reported beside it).
 DEFAULT_METRIC = "ndcg@10"
@@ -133,7 +138,8 @@ class Validation:
         self.truth = self.split.truth()
         self.exclude = seen_matrix(self.split.train)
 
-    def score(self, config: TrainConfig, on_iteration=None) -> dict[str, float]:
+    def score(self, config: TrainConfig,
+              on_iteration: Callable[[int], None] | None = None) -> dict[str, float]:
         from training.als import ALS
         from training.dataset import confidence_matrix
         from training.metrics import ranking_metrics
@@ -148,7 +154,7 @@ class Validation:
         return ranking_metrics(recs, self.truth, self.members, (10,), train.n_items)
 
 
-def per_member(recs: np.ndarray, truth, members: np.ndarray, k: int) -> dict[str, np.ndarray]:
+def per_member(recs: np.ndarray, truth: sp.csr_matrix, members: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """hr@k and ndcg@k of each member (as `training.metrics` defines them), for paired comparisons."""
     rows = truth[members]
     n_truth = np.diff(rows.indptr)
@@ -244,7 +250,7 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int = 30, minutes
         for prior in priors(base, space, scale):
             study.enqueue_trial(prior)
 
-        def objective(trial) -> float:
+        def objective(trial: optuna.Trial) -> float:
             params = suggest(trial, space)
             config = apply_params(base, params, space)
             score = run_one(params, config)

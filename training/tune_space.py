@@ -18,13 +18,16 @@ from constants that fit one data set (see training/tune.py for the search itself
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from service.model_bundle import EVENT_TYPES
 from training.config import TrainConfig
 from training.dataset import Dataset
+
+if TYPE_CHECKING:
+    import optuna
 
 #: Largest number of factors tried (and never more than half the catalogue): a trial's cost grows
 #: with factors squared, and past a few hundred implicit-feedback ALS rarely gains.
@@ -110,7 +113,7 @@ def search_space(ds: Dataset, scale: TimeScale, clock: bool = True) -> SearchSpa
                        decays=("off", "member", "global") if clock else ("off",))
 
 
-def suggest(trial, space: SearchSpace) -> dict[str, Any]:
+def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     """One point of the space, as flat readable params (half-lives in seconds)."""
     p: dict[str, Any] = {}
     p["factors"] = trial.suggest_int("factors", *space.factors, log=True)
