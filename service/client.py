@@ -6,7 +6,8 @@ google.rpc BadRequest details) and prints slots as rich tables with their reason
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -18,6 +19,8 @@ from service.api.gen.mallrec.v1 import recommender_pb2 as pb
 from service.api.gen.mallrec.v1 import recommender_pb2_grpc as pb_grpc
 from service.errors import MallrecError
 
+Reply = TypeVar("Reply")
+
 BUILT_IN_SLOTS = ("search_box", "check_in", "delivery")
 
 
@@ -27,7 +30,7 @@ class RpcFailed(MallrecError):
 
 def bad_fields(error: grpc.RpcError) -> list[str]:
     """Field names from the BadRequest details of an INVALID_ARGUMENT error."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     fields = []
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -37,13 +40,13 @@ def bad_fields(error: grpc.RpcError) -> list[str]:
     return fields
 
 
-def describe_error(error: grpc.RpcError, target: str) -> str:
-    code = error.code()  # type: ignore[attr-defined]
-    if code == grpc.StatusCode.UNAVAILABLE and "no model" not in (error.details() or ""):  # type: ignore[attr-defined]
-        return f"cannot reach mallrec at {target} ({error.details()}); is `mallrec serve` running?"  # type: ignore[attr-defined]
+def describe_error(error: grpc.aio.AioRpcError, target: str) -> str:
+    code = error.code()
+    if code == grpc.StatusCode.UNAVAILABLE and "no model" not in (error.details() or ""):
+        return f"cannot reach mallrec at {target} ({error.details()}); is `mallrec serve` running?"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"mallrec at {target} did not answer in time"
-    return f"{code.name.lower()}: {error.details()}"  # type: ignore[attr-defined]
+    return f"{code.name.lower()}: {error.details()}"
 
 
 class Client:
@@ -75,7 +78,7 @@ class Client:
     async def track(self, events: Sequence[pb.Event]) -> pb.TrackEventsResponse:
         return await self._call(self.stub.TrackEvents, pb.TrackEventsRequest(events=list(events)))
 
-    async def _call(self, method, request):  # type: ignore[no-untyped-def]
+    async def _call(self, method: Callable[..., Awaitable[Reply]], request: object) -> Reply:
         try:
             return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as e:

@@ -61,12 +61,12 @@ class IdIndex:
     def __init__(self, ids: np.ndarray | Sequence[object], order: np.ndarray | None = None) -> None:
         """``order``: the ids' stable argsort, when the bundle carries it (checked, else sorted here)."""
         text = text_array(ids)
-        self._sorted = _sorted_by(text, order)
-        if self._sorted is None:
+        ordered = _sorted_by(text, order)
+        if ordered is None or order is None:
             self._order = np.argsort(text, kind="stable")  # NumPy sorts strings without the GIL
             self._sorted = text[self._order]
         else:
-            self._order = order
+            self._order, self._sorted = order, ordered
         self._width = text.dtype.itemsize // 4  # a longer key would be cut to this width by NumPy
 
     def __len__(self) -> int:
@@ -134,7 +134,8 @@ def ascii_text(array: Any, chunk: int = CHUNK) -> np.ndarray | None:
         return None
     offsets_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
     _, offset_buf, data_buf = array.buffers()
-    offsets = np.frombuffer(offset_buf, dtype=offsets_type)[array.offset:array.offset + len(array) + 1]
+    offsets: np.ndarray = np.frombuffer(offset_buf, dtype=offsets_type)
+    offsets = offsets[array.offset:array.offset + len(array) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     if data[offsets[0]:offsets[-1]].max(initial=0) >= 128:
         return None

@@ -118,11 +118,11 @@ def match_query(index: WordIndex, query: str) -> QueryHits:
     """Items whose brand, category or tags contain a word of ``query`` (vectorised per word)."""
     hits, weights, fields = [], [], []
     for word in dict.fromkeys(tokens(query)):
-        for f, (field_name, weight) in enumerate(QUERY_FIELD_WEIGHTS.items()):
+        for f, (field_name, field_weight) in enumerate(QUERY_FIELD_WEIGHTS.items()):
             found = index[field_name].get(word)
             if found is not None:
                 hits.append(found)
-                weights.append(np.full(len(found), weight))
+                weights.append(np.full(len(found), field_weight))
                 fields.append(np.full(len(found), f))
     if not hits:
         return QueryHits(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))

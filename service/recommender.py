@@ -90,7 +90,7 @@ class Recommender:
         for ask in req.slots:
             chosen = registry.choose(ask.slot, req.member_id, now)
             assert chosen is not None  # checked above
-            slot_model, skipped = model, ()
+            slot_model, skipped = model, tuple[str, ...]()
             if chosen.model is not None and chosen.model != model.version:
                 other = self.arm_models(chosen.model)
                 if other is None:  # not loaded (yet, or it failed): the live model serves the arm

@@ -17,7 +17,7 @@ the blended list; ``backfill`` tops up a slot its sources left short. The mercha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ SOURCES: dict[str, Callable[..., CandidateSource]] = {
 FILTERS: dict[str, Callable[..., Filter]] = {
     c.name: c for c in (InStock, OnShelf, NotBoughtRecently, NotJustOrdered, NotOnPage)}
 STEPS: dict[str, Callable[..., Step]] = {c.name: c for c in (QueryFirst, Rerank)}
-_KINDS = {"source": SOURCES, "filter": FILTERS, "step": STEPS}
+_KINDS: dict[str, dict[str, Callable[..., Any]]] = {"source": SOURCES, "filter": FILTERS, "step": STEPS}
 
 #: Filters every slot runs first, whatever its recipe says.
 ALWAYS_FILTERS = ("in_stock", "on_shelf", "bought_recently", "just_ordered", "page_dedup")
@@ -201,9 +201,9 @@ class SlotRegistry:
         return sorted(self.recipes)
 
 
-def register_component(kind: str, factory: Callable[..., Any], name: str | None = None) -> None:
+def register_component(kind: str, factory: Callable[..., Any], name: str) -> None:
     """Make a component available to recipes by name (kind: source | filter | step)."""
-    _KINDS[kind][name or factory.name] = factory
+    _KINDS[kind][name] = factory
 
 
 def make_component(kind: str, use: Use, slot: str, where: str) -> Any:
@@ -243,7 +243,7 @@ def build_recipe(name: str, spec: SlotSpec | dict[str, Any]) -> SlotRecipe:
                       steps=steps, backfill=backfill, pool=spec.pool, about=spec.about)
 
 
-def build_registry(specs: dict[str, dict[str, Any] | SlotSpec], version: str = "builtin") -> SlotRegistry:
+def build_registry(specs: Mapping[str, dict[str, Any] | SlotSpec], version: str = "builtin") -> SlotRegistry:
     return SlotRegistry({name: build_recipe(name, spec) for name, spec in specs.items()}, version)
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -132,9 +132,10 @@ def decode_table(texts: Sequence[str]) -> tuple[pa.Table, int]:
 
 def to_table(records: Sequence[LogRecord]) -> pa.Table:
     """Records as an Arrow table of ``SCHEMA`` (column by column: no per-row dicts)."""
-    cols = list(zip(*((r.event_id, r.member_id, r.item_id, r.event, r.ts, r.quantity, r.slot, r.position,
-                       r.request_id, r.source, r.model_version, r.rules_version, r.experiment, r.arm,
-                       list(r.rules)) for r in records), strict=True)) if records else [[]] * len(COLUMNS)
+    rows = ((r.event_id, r.member_id, r.item_id, r.event, r.ts, r.quantity, r.slot, r.position,
+             r.request_id, r.source, r.model_version, r.rules_version, r.experiment, r.arm,
+             list(r.rules)) for r in records)
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if records else [[]] * len(COLUMNS)
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, SCHEMA, strict=True)],
                                 schema=SCHEMA)
 

@@ -25,6 +25,6 @@ def not_in(items: np.ndarray, values: Collection[int]) -> np.ndarray:
         pos[pos == len(v)] = 0  # past the largest value: compared with any value, it differs
         return v.take(pos) != items
     keep = np.ones(len(items), dtype=bool)
-    for v in values:
-        keep &= items != v
+    for value in values:
+        keep &= items != value
     return keep

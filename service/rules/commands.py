@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from service.errors import MallrecError
+
+if TYPE_CHECKING:
+    from service.model import ServingModel
 
 out = Console()
 app = typer.Typer(name="rules", help="Exposure rules files: check them, preview a slot with its full trace.",
@@ -27,9 +30,7 @@ class RulesCheckFailed(MallrecError):
     exit_code = 1
 
 
-def _model(models: Path | None):  # type: ignore[no-untyped-def]
-    if models is None:
-        return None
+def _model(models: Path) -> ServingModel:
     from service.model import ServingModel
 
     return ServingModel.load(models)
@@ -46,7 +47,7 @@ def check(
     from service.rules.loader import RulesError, load_rules
 
     try:
-        loaded = load_rules(file, model=_model(models), models_dir=models)
+        loaded = load_rules(file, model=None if models is None else _model(models), models_dir=models)
     except RulesError as e:
         for p in e.problems:
             out.print(p.format(str(file)), highlight=False, markup=False, soft_wrap=True)
@@ -59,11 +60,11 @@ def check(
     out.print(f"{file}: valid, rules version {reg.version}; slots: {', '.join(reg.names())}; "
               f"{len(loaded.problems)} warning(s)", highlight=False, soft_wrap=True)
     for slot, exps in sorted(reg.experiments.items()):
-        for e in exps:
-            total = sum(a.weight for a in e.arms)
+        for exp in exps:
+            total = sum(a.weight for a in exp.arms)
             arms = ", ".join(f"{a.name} {a.weight / total:.0%}" + (f" (model {a.model})" if a.model else "")
-                             for a in e.arms)
-            out.print(f"experiment {e.name} on {slot}: {arms}; salt {e.salt!r}", highlight=False,
+                             for a in exp.arms)
+            out.print(f"experiment {exp.name} on {slot}: {arms}; salt {exp.salt!r}", highlight=False,
                       soft_wrap=True)
     outline = loaded.outline
     if outline.allow_removing_slots:
@@ -111,10 +112,13 @@ def preview(
     when = parse_at(at, loaded.timezone, time.time())
     orders = tuple(i.strip() for i in order_items.split(",") if i.strip())
     context = Context(query=query, order_item_ids=orders)
-    if diff is None and member is None:
-        raise MallrecError("give --member M (or --diff OTHER_FILE for a sample of members)")
-    sample = [member] if diff is None else ([member] if member else []) + [
-        m for m in sample_members(model, members) if m != member][:members]
+    if diff is None:
+        if member is None:
+            raise MallrecError("give --member M (or --diff OTHER_FILE for a sample of members)")
+        sample = [member]
+    else:
+        sample = ([member] if member else []) + [
+            m for m in sample_members(model, members) if m != member][:members]
     states, state_note = _states(sample, when, redis_url, redis_prefix)
     header = {"rules": str(rules), "rules_version": loaded.registry.version, "model": model.version,
               "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)), "state": state_note}

@@ -167,7 +167,7 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+
 
 
 def _yaml_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
-    return int(loader.construct_scalar(node))  # type: ignore[arg-type]
+    return int(loader.construct_scalar(node))
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _yaml_int)

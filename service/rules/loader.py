@@ -220,7 +220,7 @@ def check(doc: Document, *, model: ServingModel | None = None, now: float | None
     except (ZoneInfoNotFoundError, ValueError):
         c.add("error", f"unknown time zone {top.timezone!r} (e.g. Asia/Shanghai, UTC)", ("timezone",),
               field="timezone")
-    every = [(r, ("rules", i)) for i, raw in enumerate(top.rules)
+    every: list[tuple[Rule, Path_]] = [(r, ("rules", i)) for i, raw in enumerate(top.rules)
              if (r := validate_rule(c, raw, ("rules", i), None)) is not None]
     tables = top.slots
     n_rules = len(top.rules) + sum(len(t["rules"]) for t in tables.values()
@@ -281,7 +281,7 @@ def merge(name: str, table: SlotTable, rules: list[Rule]) -> SlotConfig | None:
     return SlotConfig(name, spec, rules, table.count, table.rerank, base is not None)
 
 
-def _use_name(use: Any) -> str:
+def _use_name(use: Any) -> str | None:
     return use if isinstance(use, str) else (use.get("use") if isinstance(use, dict) else use.use)
 
 

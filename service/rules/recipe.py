@@ -11,8 +11,8 @@ The recipe's sources, built-in filters, blend and backfill come from ``service.s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -85,9 +85,13 @@ def component(rule: Rule, tz: ZoneInfo, pins: tuple[Pin, ...] = ()) -> Filter | 
         case QuotaRule():
             return Quota(n, ItemMatcher(rule), rule.top, rule.min, rule.max, pins)
         case PinRule():
-            return Pin(n, rule.item, rule.position, timestamp(rule.start, tz), timestamp(rule.end, tz),
-                       _when(rule, tz))
+            return pin(rule, tz)
     raise TypeError(f"no component for rule type {type(rule).__name__}")
+
+
+def pin(rule: PinRule, tz: ZoneInfo) -> Pin:
+    return Pin(rule.name, rule.item, rule.position, timestamp(rule.start, tz), timestamp(rule.end, tz),
+               _when(rule, tz))
 
 
 def _when(rule: PinRule, tz: ZoneInfo) -> str:
@@ -109,10 +113,10 @@ def rerank_factory() -> Callable[..., Step] | None:
 def build_slot(slot: SlotConfig, tz: ZoneInfo) -> SlotRecipe:
     base = build_recipe(slot.name, slot.spec)
     by_stage: dict[str, list[Any]] = {stage: [] for stage in STAGES}
-    pin_of = {id(r): component(r, tz) for r in slot.rules if isinstance(r, PinRule)}
+    pin_of = {id(r): pin(r, tz) for r in slot.rules if isinstance(r, PinRule)}
     pins = tuple(pin_of.values())
     for rule in slot.rules:
-        by_stage[rule.stage].append(pin_of.get(id(rule)) or component(rule, tz, pins))  # type: ignore[arg-type]
+        by_stage[rule.stage].append(pin_of.get(id(rule)) or component(rule, tz, pins))
     # a built-in recipe's own re-ranker (the file said nothing about `rerank`) runs in its stage too
     own = [s for s in base.steps if s.kind != "rerank"]
     by_stage["rerank"] += [s for s in base.steps if s.kind == "rerank"]
@@ -145,23 +149,30 @@ def build_experiments(config: RulesConfig) -> dict[str, tuple[SlotExperiment, ..
     return {slot: tuple(exps) for slot, exps in out.items()}
 
 
-def _validated(rule_type: type[Rule], build: Callable[[Any], Any]) -> Callable[..., Any]:
+@dataclass(frozen=True)
+class _Validated:
     """A factory for register_component: keyword arguments checked by the rule's schema, so a code
     spec (DEFAULT_SLOTS) gets the rules file's validation; errors are TypeErrors like bad params."""
-    kind = rule_type.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
 
-    def factory(**params: Any) -> Any:
+    rule_type: type[Rule]
+    build: Callable[[Any], Any]
+
+    @property
+    def name(self) -> str:
+        """The rule's ``type`` (its schema's Literal), which names the component."""
+        kind: str = get_args(self.rule_type.model_fields["type"].annotation)[0]
+        return kind
+
+    def __call__(self, **params: Any) -> Any:
+        kind = self.name
         try:
-            rule = rule_type.model_validate({"type": kind, "name": params.pop("name", kind), **params})
+            rule = self.rule_type.model_validate({"type": kind, "name": params.pop("name", kind), **params})
         except ValidationError as e:
             raise TypeError(str(e)) from e
         problems = rule.problems()
         if problems:
             raise TypeError("; ".join(f"{f}: {why}" for f, why in problems))
-        return build(rule)
-
-    factory.name = kind  # type: ignore[attr-defined]
-    return factory
+        return self.build(rule)
 
 
 def _catalogue(name: str = "catalogue", **selector: Any) -> Catalogue:
@@ -178,8 +189,11 @@ def _catalogue(name: str = "catalogue", **selector: Any) -> Catalogue:
 def register_components() -> None:
     """Make the rule components usable by name in code specs, and the catalogue source in any slot."""
     utc = ZoneInfo("UTC")
-    for rule_type in (IncludeRule, ExcludeRule, TierOnlyRule, MinStockRule, ShownTodayRule, FrequencyCapRule):
-        register_component("filter", _validated(rule_type, lambda r: component(r, utc)))
-    for rule_type in (BoostRule, BuryRule, DiversityRule, QuotaRule, PinRule):
-        register_component("step", _validated(rule_type, lambda r: component(r, utc)))
+    filters: tuple[type[Rule], ...] = (IncludeRule, ExcludeRule, TierOnlyRule, MinStockRule, ShownTodayRule,
+                                       FrequencyCapRule)
+    steps: tuple[type[Rule], ...] = (BoostRule, BuryRule, DiversityRule, QuotaRule, PinRule)
+    for kind, rule_types in (("filter", filters), ("step", steps)):
+        for rule_type in rule_types:
+            factory = _Validated(rule_type, lambda r: component(r, utc))
+            register_component(kind, factory, factory.name)
     register_component("source", _catalogue, "catalogue")

@@ -11,7 +11,7 @@ silently different id. Checks that need several fields (``min`` above ``top``) l
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
@@ -246,7 +246,7 @@ def _aware(t: dt.datetime) -> dt.datetime:
 RuleModel = (IncludeRule | ExcludeRule | TierOnlyRule | MinStockRule | BoughtRecentlyRule | ShownTodayRule
              | FrequencyCapRule | BoostRule | BuryRule | DiversityRule | QuotaRule | PinRule)
 RULE_TYPES: dict[str, type[Rule]] = {
-    c.model_fields["type"].annotation.__args__[0]: c  # type: ignore[union-attr]
+    get_args(c.model_fields["type"].annotation)[0]: c
     for c in (IncludeRule, ExcludeRule, TierOnlyRule, MinStockRule, BoughtRecentlyRule, ShownTodayRule,
               FrequencyCapRule, BoostRule, BuryRule, DiversityRule, QuotaRule, PinRule)}
 

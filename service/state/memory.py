@@ -34,7 +34,7 @@ class InMemoryStateStore:
     async def record_events(self, events: Sequence[Event]) -> Tracked:
         if self.fail:
             raise StateUnavailable("state store is down (fake)")
-        new, by_event = 0, {}
+        new, by_event = 0, dict[str, int]()
         for ev in events:
             key = (ev.member_id, ev.event_id or derived_id(ev))
             if key in self.seen_ids:
