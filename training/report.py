@@ -105,9 +105,10 @@ _PREPARE = """
 CREATE TEMP TABLE served AS  -- one served record per (request_id, item_id), for the lookups
 SELECT DISTINCT ON (request_id, item_id) request_id, item_id, ts, slot, position, source, rules,
        experiment, arm
-FROM log WHERE event = 'served' AND request_id <> '';
+FROM log WHERE event = 'served' AND request_id <> ''
+ORDER BY request_id, item_id, ts, slot, position;
 
-CREATE TEMP TABLE exposure AS
+CREATE TEMP TABLE exposure0 AS
 SELECT 'served' AS kind, member_id, item_id, ts, slot, position, source, rules, experiment, arm FROM log
 WHERE event = 'served'
 UNION ALL
@@ -119,6 +120,14 @@ SELECT 'impression', i.member_id, i.item_id, i.ts,
        CASE WHEN i.experiment <> '' THEN i.arm ELSE coalesce(s.arm, '') END
 FROM log i LEFT JOIN served s ON i.request_id = s.request_id AND i.item_id = s.item_id
 WHERE i.event = 'impression';
+
+-- ts in whole seconds ties (two slots of one page show an item in the same second): k orders an
+-- exposure after every earlier second and, within one second, by kind, slot, position and source,
+-- so the window attribution below picks the same exposure on every run
+CREATE TEMP TABLE exposure AS
+SELECT *, ts * 1000 + least(row_number() OVER (PARTITION BY member_id, item_id, ts
+                                               ORDER BY kind, slot, position, source), 999) AS k
+FROM exposure0;
 
 CREATE TEMP TABLE frontend_slots AS
 SELECT DISTINCT slot FROM exposure WHERE kind = 'impression' AND ts >= $since;
@@ -139,7 +148,7 @@ CREATE TEMP TABLE by_window AS
 SELECT e.eid, x.ts AS x_ts, x.slot, x.position, x.source, x.rules, x.experiment, x.arm
 FROM (SELECT ev.* FROM ev LEFT JOIN by_request r ON ev.eid = r.eid
       WHERE r.eid IS NULL AND NOT (ev.request_id <> '' AND ev.slot <> '')) e
-ASOF JOIN exposure x ON e.member_id = x.member_id AND e.item_id = x.item_id AND e.ts >= x.ts
+ASOF JOIN exposure x ON e.member_id = x.member_id AND e.item_id = x.item_id AND e.ts * 1000 + 999 >= x.k
 WHERE x.ts >= e.ts - CASE WHEN e.event = 'purchase' THEN $purchase_window ELSE $click_window END;
 
 CREATE TEMP TABLE attributed AS

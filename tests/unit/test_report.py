@@ -275,3 +275,16 @@ def test_cli_json_and_html(tmp_path, paths):
     assert "<svg" in out_html.read_text()
     bad = CliRunner().invoke(app, ["report", "--log", str(log), "--since", "last week"])
     assert isinstance(bad.exception, ReportError) and "--since" in str(bad.exception)
+
+
+def test_a_tie_in_the_same_second_is_attributed_the_same_way_every_time(tmp_path):
+    """Two slots of one page show the item in the same second; the purchase names neither: the window
+    attribution must not pick one at random (ts are whole seconds)."""
+    recs = [served(f"r{k}", f"m{k}", "a", T0, slot, 0, "als")
+            for k in range(2000) for slot in ("alpha", "zeta")]
+    recs += [ev(f"p{k}", f"m{k}", "a", "purchase", T0 + 60) for k in range(2000)]
+    log = write_log(tmp_path / "log", recs)
+    runs = [{s: r["purchases"] for s, r in rows(Attribution(log, SINCE, now=NOW), "slot").items()}
+            for _ in range(4)]
+    assert all(r == runs[0] for r in runs)
+    assert runs[0]["zeta"] == 2000 and runs[0]["alpha"] == 0  # within a second: the last by slot name
