@@ -120,7 +120,8 @@ def test_the_training_commands_name_the_extra_in_one_line(serve_venv: Venv, tmp_
     refused = "needs the training extra: pip install 'mallrec[train]'"
     for command, *args in (("train", *data, "--out", str(tmp_path / "models")), ("evaluate", *data),
                            ("tune", *data, "--out", str(tmp_path / "tuned.toml")),
-                           ("report", "--log", str(tmp_path))):
+                           ("report", "--log", str(tmp_path)),
+                           ("simulate", "--days", "1", "--members", "20", "--out", str(tmp_path / "sim"))):
         done = serve_venv.run("mallrec", command, *args)
         said = (done.returncode, done.stderr.strip())
         assert said == (2, f"error: mallrec {command} {refused}"), done.stderr
