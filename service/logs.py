@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -25,12 +25,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class _Handler(logging.StreamHandler[TextIO]):
+    """Ours, marked so that ``configure`` again replaces it and keeps the others."""
+
+    _mallrec = True
+
+
 def configure(level: str = "INFO") -> None:
     """Route the root logger to stderr as JSON (idempotent: replaces our handler, keeps others)."""
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not getattr(h, "_mallrec", False)]
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    handler._mallrec = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from service.bundle_manifest import BundleError, read_manifest
@@ -103,10 +103,11 @@ def list_models(
         err.print(f"no published versions in {models_dir}", highlight=False)
         return
     table = Table(title=f"model versions in {models_dir}")
-    for name, justify in (("live", "center"), ("version", "left"), ("created", "left"),
-                          ("data window", "left"), ("events", "right"), ("metrics", "left"),
-                          ("size", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("live", "center"), ("version", "left"), ("created", "left"), ("data window", "left"),
+        ("events", "right"), ("metrics", "left"), ("size", "right"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
     for r in rows:
         window = f"{r.get('events_from')} .. {r.get('events_to')}" if r.get("events_from") else "-"
         figures = f"unreadable: {r['error']}" if "error" in r else _metrics_text(r["metrics"])

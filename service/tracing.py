@@ -80,8 +80,11 @@ class Tracer:
                                     note=f"served {served} of {len(ranked)}"))
 
 
-class _Nothing:
-    """StepLog's stand-in when nobody reads the trace."""
+class _Nothing(StepLog):
+    """StepLog's stand-in when nobody reads the trace (records nothing, holds nothing)."""
+
+    def __init__(self) -> None:
+        pass
 
     def __enter__(self) -> _Nothing:
         return self
@@ -107,8 +110,7 @@ class NoTracer(Tracer):
 
     enabled = False
 
-    def step(self, name: str, kind: str, q: SlotQuery | None = None,  # type: ignore[override]
-             component: object = None) -> _Nothing:
+    def step(self, name: str, kind: str, q: SlotQuery | None = None, component: object = None) -> _Nothing:
         return _NOTHING
 
     def cut(self, served: int, ranked: Sequence[Candidate]) -> None:

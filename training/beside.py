@@ -22,14 +22,14 @@ class Beside(Generic[T]):
     or raises what it raised."""
 
     def __init__(self, fn: Callable[[], T], name: str) -> None:
-        self._value: T | None = None
+        self._value: tuple[T] | None = None  # (fn's value,) once it returned
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn,), name=f"beside-{name}", daemon=True)
         self._thread.start()
 
     def _run(self, fn: Callable[[], T]) -> None:
         try:
-            self._value = fn()
+            self._value = (fn(),)
         except BaseException as e:  # handed to result(): the caller's thread raises it
             self._error = e
 
@@ -37,4 +37,5 @@ class Beside(Generic[T]):
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[return-value]
+        assert self._value is not None  # joined, and fn neither raised nor is still running
+        return self._value[0]

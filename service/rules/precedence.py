@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from service.domain import Candidate
-from service.pipeline import SlotQuery
+from service.pipeline import SlotQuery, Step
 from service.rules.positions import window
 
 
@@ -26,7 +26,7 @@ class Checked(Protocol):
 
 @dataclass
 class PrecedenceCheck:
-    rules: Sequence[object]  # the slot's rule steps in the order they ran
+    rules: Sequence[Step]  # the slot's rule steps in the order they ran
     name: str = "precedence"
     kind: ClassVar[str] = "rule"
 
@@ -40,7 +40,7 @@ class PrecedenceCheck:
             k = window(q, getattr(rule, "top", q.count), len(candidates))
             blame = sorted({r.step for c in candidates[:k] for r in c.reasons if r.step in later})
             if blame:
-                q.give_way(f"'{rule.name}' gave way to {', '.join(repr(b) for b in blame)}: {broken}")  # type: ignore[attr-defined]
+                q.give_way(f"'{rule.name}' gave way to {', '.join(repr(b) for b in blame)}: {broken}")
         return candidates
 
     def describe(self) -> str:

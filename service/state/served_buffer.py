@@ -10,6 +10,7 @@ Redis cannot take them, the oldest are dropped (and counted), memory never grows
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 
 #: (member id, day, served item ids, their event-log records: encoded, or none when the log is off)
 Entry = tuple[str, str, tuple[str, ...], tuple[str, ...]]
@@ -64,7 +65,7 @@ class ServedBuffer:
             del self.pending[key]
 
 
-def grouped(batch: list[Entry], key_of) -> dict[str, Counter[str]]:  # type: ignore[no-untyped-def]
+def grouped(batch: list[Entry], key_of: Callable[[str, str], str]) -> dict[str, Counter[str]]:
     """Redis key -> item -> count: one batch's pages merged (a member served twice is one key)."""
     out: dict[str, Counter[str]] = {}
     for member_id, day, items, _records in batch:
