@@ -7,6 +7,7 @@ step here is vectorised, nothing loops over events in Python.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,7 +29,7 @@ class Interactions:
     member_ids: np.ndarray  # str, code -> external id
     item_ids: np.ndarray  # str, code -> external id
     quantity: np.ndarray | None = None  # float32, 1 when the column is absent
-    report: dict = field(default_factory=dict)  # counts of rows read / rejected, by reason
+    report: dict[str, Any] = field(default_factory=dict)  # counts of rows read / rejected, by reason
 
     def __len__(self) -> int:
         return len(self.member)

@@ -93,8 +93,9 @@ class _Checks:
             log.warning("%s", format_report(report))
         return report
 
-    def parse(self, name: str, parse: Callable[[pa.ChunkedArray], Parsed], good: Callable, default: Any,
-              why: str, required: bool = False, parsed: Parsed | None = None) -> np.ndarray:
+    def parse(self, name: str, parse: Callable[[pa.ChunkedArray], Parsed],
+              good: Callable[[np.ndarray], np.ndarray | bool], default: Any, why: str, required: bool = False,
+              parsed: Parsed | None = None) -> np.ndarray:
         """Column ``name`` parsed (or ``parsed``, already); blank -> ``default`` (or rejected when
         required); values that do not parse or fail ``good`` are rejected as ``bad_<name>``."""
         a = self.src.column(name)

@@ -18,7 +18,7 @@ vectors would say nothing either, so the check always uses the trained factors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class IndexReport:
     queries: int
     exact_scan_share: float | None = None  # share of items the service's exact search reads (k=100)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 

@@ -13,7 +13,7 @@ they made one list of 3,755 items (4% of a 100k catalogue) that every query prob
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class NeighbourIndex:
     items_with_vector: int
     recall_at_k: float | None = None  # against exact search on a sample of queries (None: exact)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "items_with_vector": self.items_with_vector,
                 "recall_at_k": None if self.recall_at_k is None else round(self.recall_at_k, 4)}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,7 +120,7 @@ def iso_time(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def data_stats(ds: Dataset, nnz: int) -> dict:
+def data_stats(ds: Dataset, nnz: int) -> dict[str, Any]:
     ev = ds.events
     by_event = np.bincount(ev.event, minlength=len(mb.EVENT_TYPES))
     return {

@@ -273,7 +273,7 @@ class Attribution:
         except duckdb.Error as e:  # not CSV, not Parquet, unreadable
             raise ReportError(f"{path}: cannot read the items file ({_first_line(e)})") from e
 
-    def group(self, *by: str) -> list[tuple]:
+    def group(self, *by: str) -> list[tuple[Any, ...]]:
         """Raw grouped rows: the ``by`` labels, then impressions, members, clicks, carts, purchases,
         units, revenue, purchases without a price, any frontend impressions, any served ones."""
         for b in by:
@@ -341,7 +341,7 @@ def _row(by: str, key: str, imps: int, members: int, clicks: int, carts: int, pu
     }
 
 
-def _order(by: str, key: Any, impressions: int) -> tuple:
+def _order(by: str, key: Any, impressions: int) -> tuple[int, int, str]:
     """Positions and days in order, other keys by impressions; unknown, then organic, last."""
     tail = 2 if key == ORGANIC else 1 if key == UNKNOWN else 0
     if by == "position":

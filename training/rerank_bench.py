@@ -108,9 +108,12 @@ def step_in_pipeline(models: str, n_members: int) -> None:
                                  ("search_box", 10, query), ("search_box", 25, query)):
             recipe = registry.get(slot)
             assert recipe is not None
-            for _warm in range(2):
+            wall: list[float] = []
+            sizes: list[float] = []
+            for _warm in range(2):  # the second run's figures count
                 cpu.clear()
-                wall, sizes = [], []
+                wall.clear()
+                sizes.clear()
                 for m in members:
                     q = SlotQuery(model, MemberProfile(model, m, OnlineState(), now), slot, count, ctx)
                     step = next(s for s in run(recipe, q).trace.steps if s.step == "rerank")

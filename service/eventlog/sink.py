@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -269,7 +270,7 @@ class Sink:
             self.metrics.active.set(0)
 
 
-def _entries(resp: list | dict | None) -> list[Entry]:
+def _entries(resp: list[Any] | dict[Any, Any] | None) -> list[Entry]:
     if not resp:
         return []
     if isinstance(resp, dict):  # RESP3

@@ -30,6 +30,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -195,7 +196,7 @@ class RedisStateStore:
         return OnlineState(events, impressions_from_hash(imp),
                            past_impressions=[impressions_from_hash(h) for h in past])
 
-    async def _fetch(self, keys: list[str]) -> list:
+    async def _fetch(self, keys: list[str]) -> list[Any]:
         """[recent events, impressions hash per day] of ``keys`` (events key, then one per day)."""
         if self.scripted_read:
             raw_events, *flat = await self._read(keys=keys, args=[self.max_events])
