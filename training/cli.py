@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from service.errors import MallrecError
+
+if TYPE_CHECKING:  # the commands import these when they run (a serve-only install has none of them)
+    from training.dataset import Dataset, Split
+    from training.gate import GateResult
 
 out = Console(soft_wrap=True)  # paths and versions stay on one line, whatever the width
 err = Console(stderr=True)
@@ -31,7 +35,8 @@ class SplitKind(StrEnum):
     temporal = "temporal"
 
 
-def _load(events: list[Path], items: Path, members: Path | None, max_bad_share: float, since: str | None = None):
+def _load(events: list[Path], items: Path, members: Path | None, max_bad_share: float,
+          since: str | None = None) -> Dataset:
     from training.events import format_report, load_dataset
     from training.input_files import parse_since
 
@@ -111,7 +116,7 @@ def train(
     out.print(f"published {manifest['version']} -> {path}", highlight=False)
 
 
-def _print_gate(result) -> None:  # training.gate.GateResult (imported with the command)
+def _print_gate(result: GateResult) -> None:
     h = result.holdout
     where = h["file"] if h["kind"] == "file" else f"events after {h['cut']}"
     err.print(f"gate holdout: {h['pairs']:,} pairs of {h['members']:,} members ({where})", highlight=False)
@@ -183,7 +188,7 @@ def tune(
     out.print(f"best config written to {out_config}", highlight=False)
 
 
-def make_split(ds, holdout: Path | None, split: SplitKind, test_days: float):
+def make_split(ds: Dataset, holdout: Path | None, split: SplitKind, test_days: float) -> Split:
     from training.dataset import has_clock, holdout_split, leave_last_out, leave_random_out, temporal
 
     if holdout is not None:
