@@ -53,6 +53,7 @@ from service.bundle_manifest import (  # noqa: F401  (re-exported)
     check_manifest,
     read_manifest,
 )
+from service.durable import fsync_dir
 from service.ids import column_to_numpy, text_array, unique_text
 
 if TYPE_CHECKING:
@@ -228,13 +229,6 @@ def _seal(path: Path) -> dict[str, Any]:
     return {"sha256": _sha256(path), "bytes": path.stat().st_size}
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
     with open(path, "wb") as f:
@@ -299,10 +293,10 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
         check_manifest(bundle.manifest, f"publish {version}")
         manifest_bytes = json.dumps(bundle.manifest, indent=2, sort_keys=True, default=_json_default)
         _write_file(tmp / MANIFEST, lambda f: f.write(manifest_bytes.encode()))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         final = versions / version
         os.rename(tmp, final)
-        _fsync_dir(versions)
+        fsync_dir(versions)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -326,7 +320,7 @@ def set_current(models_dir: str | Path, version: str) -> None:
     except BaseException:
         pointer_tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(models_dir)
+    fsync_dir(models_dir)
 
 
 def member_order(member_ids: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from service.durable import fsync_dir
 from service.eventlog.schema import LogRecord, day, partition_dir, to_table
 
 STATE_DIR = "_sink"
@@ -57,7 +58,7 @@ def write_checkpoint(log_dir: Path, last_id: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, d / "checkpoint")
-    _fsync_dir(d)
+    fsync_dir(d)
 
 
 def write_batch(log_dir: Path, records: Sequence[LogRecord] | pa.Table, first_id: str,
@@ -80,8 +81,8 @@ def write_batch(log_dir: Path, records: Sequence[LogRecord] | pa.Table, first_id
     for tmp, final in staged:
         os.replace(tmp, final)
     for _, final in staged:
-        _fsync_dir(final.parent)
-    _fsync_dir(log_dir)
+        fsync_dir(final.parent)
+    fsync_dir(log_dir)
     return [final for _, final in staged]
 
 
@@ -96,10 +97,3 @@ def remove_uncommitted(log_dir: Path, checkpoint: str) -> list[Path]:
                 removed.append(f)
     return removed
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
