@@ -36,15 +36,18 @@ class SlotExperiment:
     arms: tuple[SlotArm, ...]
     start: float | None = None  # epoch seconds; None: open
     end: float | None = None
+    bounds: tuple[float, ...] = ()  # the arms' cumulative weights (worked out once, not per request)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bounds", tuple(accumulate(a.weight for a in self.arms)))
 
     def active(self, now: float) -> bool:
         return (self.start is None or self.start <= now) and (self.end is None or now < self.end)
 
     def assign(self, member_id: str) -> SlotArm:
         """The member's arm: its hash's place in [0, 1) against the arms' cumulative weight shares."""
-        bounds = list(accumulate(a.weight for a in self.arms))
-        point = bucket(self.salt, member_id) * bounds[-1]
-        return self.arms[min(bisect_right(bounds, point), len(self.arms) - 1)]
+        point = bucket(self.salt, member_id) * self.bounds[-1]
+        return self.arms[min(bisect_right(self.bounds, point), len(self.arms) - 1)]
 
 
 def bucket(salt: str, member_id: str) -> float:

@@ -103,8 +103,12 @@ class Recommender:
             count = min(ask.count, chosen.count) if chosen.count else ask.count
             result = run(chosen.recipe, SlotQuery(slot_model, profile, ask.slot, count, req.context, exclude,
                                                   trace=False))
-            results.append(replace(result, experiment=chosen.experiment, arm=chosen.arm,
-                                   model_version=slot_model.version, degraded=result.degraded + skipped))
+            # an arm served by the live model in place of its own is not that arm: untagged, so it
+            # does not blur the comparison (the response is marked degraded instead)
+            tagged = not skipped
+            results.append(replace(result, experiment=chosen.experiment if tagged else "",
+                                   arm=chosen.arm if tagged else "", model_version=slot_model.version,
+                                   degraded=result.degraded + skipped))
             placed += [i.item_id for i in result.items]
             self.on_slot_served(ask.slot)
         served = [i.item_id for r in results for i in r.items]

@@ -156,7 +156,17 @@ class Chosen:
     arm: str = ""
     model: str | None = None  # the arm's bundle version; None: the live model
     count: int | None = None  # the arm's own count: at most this many items
-    note: str = ""  # for the trace
+    source: SlotExperiment | None = None
+
+    @property
+    def note(self) -> str:
+        """For the trace (worked out only when a trace asks for it)."""
+        if self.source is None:
+            return ""
+        arm = next(a for a in self.source.arms if a.name == self.arm)
+        return (f"experiment {self.experiment} (salt {self.source.salt!r}): arm {self.arm}, "
+                f"{arm.weight / self.source.bounds[-1]:.0%} of members"
+                + (f", model {self.model}" if self.model else ""))
 
 
 @dataclass(frozen=True)
@@ -188,10 +198,7 @@ class SlotRegistry:
         if found is None:
             return Chosen(recipe)
         exp, arm = found
-        return Chosen(arm.recipe, exp.name, arm.name, arm.model, arm.count,
-                      f"experiment {exp.name} (salt {exp.salt!r}): arm {arm.name}, "
-                      f"{arm.weight / sum(a.weight for a in exp.arms):.0%} of members"
-                      + (f", model {arm.model}" if arm.model else ""))
+        return Chosen(arm.recipe, exp.name, arm.name, arm.model, arm.count, exp)
 
     def model_versions(self) -> set[str]:
         """Bundle versions the experiments' arms serve beside the live model."""

@@ -60,13 +60,16 @@ def run_workers(settings: Settings, n: int) -> int:
                 p.send_signal(signal.SIGTERM)
 
     cmd = [sys.executable, "-m", "service.cli", "serve", "--models", str(Path(settings.models_dir))]
-    procs = [subprocess.Popen(cmd, env=worker_env(settings, k)) for k in range(n)]
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    procs: list[subprocess.Popen[bytes]] = []
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}  # before any worker starts
+    for k in range(n):
+        if not stopping:
+            procs.append(subprocess.Popen(cmd, env=worker_env(settings, k)))
     log.info("mallrec workers started", extra={"workers": n, "pids": [p.pid for p in procs],
                                                "address": f"{settings.host}:{settings.port}"})
     try:
         while any(p.poll() is None for p in procs):
-            died = [p for p in procs if p.poll() is not None and p.returncode != 0]
+            died = [p for p in procs if p.poll() is not None]
             if died and not stopping:
                 log.error("a worker exited on its own: stopping the others",
                           extra={"pid": died[0].pid, "exit": died[0].returncode})

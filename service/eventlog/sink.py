@@ -85,6 +85,7 @@ class Sink:
         self._stats_at = 0.0
         self._written_since_log = 0
         self._logged_at = 0.0
+        self._committed = (0, 0)  # the last stream id written and acknowledged by this sink
 
     # ------------------------------------------------------------------ run
 
@@ -136,14 +137,21 @@ class Sink:
         return len(entries)
 
     async def _drain(self) -> None:
-        """Write everything the stream holds now (entries appended meanwhile wait for the next sink)."""
-        end = files.newest_sid(await self.client.xrevrange(self.key, count=1))
-        while await self._step(block=False) and files.sid(files.read_checkpoint(self.log_dir)) < end:
-            pass
-        if self._buffer:
-            await self._commit(self._buffer)
-            self._buffer = []
-        log.info("event-log sink drained", extra={"log_dir": str(self.log_dir)})
+        """Write everything the stream holds now (entries appended meanwhile wait for the next sink),
+        renewing the lock as it goes: a standby that took over mid-drain would remove the files of a
+        batch it finds uncommitted. Errors are logged, not raised: the process is stopping anyway, and
+        what is left stays pending in Redis for the next sink."""
+        try:
+            end = files.newest_sid(await self.client.xrevrange(self.key, count=1))
+            while await self._renew() and await self._step(block=False) and self._committed < end:
+                pass
+            if self._buffer and self.holding:
+                await self._commit(self._buffer)
+                self._buffer = []
+            log.info("event-log sink drained", extra={"log_dir": str(self.log_dir)})
+        except (*_ERRORS, ValueError) as e:
+            log.error("event-log sink could not write everything before stopping: the rest stays in "
+                      "Redis for the next sink", extra={"error": f"{type(e).__name__}: {e}"})
 
     # ------------------------------------------------------------------ commit and recovery
 
@@ -156,6 +164,7 @@ class Sink:
         self.metrics.bad.inc(bad)
         self.metrics.last_write.set_to_current_time()
         self._written_since_log += records
+        self._committed = files.sid(ids[-1])
 
     def _write(self, entries: Sequence[Entry]) -> tuple[int, int]:
         texts = []

@@ -52,7 +52,20 @@ def check_experiments(c: Collector, tables: dict[str, Any], slots: dict[str, Slo
         if exp is not None:
             out.append(exp)
     _overlaps(c, out, tables)
+    _shared_salts(c, out)
     return out
+
+
+def _shared_salts(c: Collector, exps: list[ExperimentConfig]) -> None:
+    """Arms come from (salt, member_id): two experiments with one salt split members the same way, so
+    the members of one's first arm are those of the other's first arm, and their effects mix."""
+    seen: dict[str, str] = {}
+    for e in exps:
+        if e.salt in seen:
+            c.add("warning", f"experiment {e.name!r} has the salt of {seen[e.salt]!r}: both split members "
+                             "the same way; give each experiment its own salt",
+                  ("experiments", e.name, "salt"), field="salt")
+        seen.setdefault(e.salt, e.name)
 
 
 def _experiment(c: Collector, name: str, table: ExperimentTable, path: Path_, slots: dict[str, SlotConfig],

@@ -213,8 +213,8 @@ class RedisStateStore:
             return Tracked(0, 0)
         if not self._may_try():
             raise StateUnavailable("online state store unreachable: events not recorded, retry later")
-        today = day_of(time.time())
-        yesterday = day_of(time.time() - 86400)
+        now = time.time()  # once: around midnight two calls could name one day twice
+        today, yesterday = day_of(now), day_of(now - 86400)
         keys: list[str] = [self.log_key]
         args: list[str | int] = [_IDS_TTL, self.max_events, self.events_ttl,
                                  self.impressions_ttl, self.log_maxlen, len(events)]

@@ -191,3 +191,32 @@ def test_an_arm_serves_another_published_model_version(tmp_path: Path) -> None:
                 assert not resp.degraded
             assert versions == {("control", "newer"), ("popular", "older")}
     asyncio.run(go())
+
+
+def test_two_experiments_with_one_salt_are_warned_about(tmp_path: Path) -> None:
+    first = EXPERIMENT.replace('salt = "2026-12"', 'salt = "same"\nend = 2026-12-05')
+    second = EXPERIMENT.replace("checkin_popular", "later").replace('salt = "2026-12"',
+                                                                     'salt = "same"\nstart = 2026-12-05')
+    loaded = load_rules(write(tmp_path, first + second))
+    assert any("has the salt of 'checkin_popular'" in p.message for p in loaded.problems)
+
+
+def test_an_arm_whose_model_is_not_loaded_is_served_untagged_and_degraded(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    publish_tiny(models, seed=1, version="older")
+    publish_tiny(models, seed=2, version="newer")
+    rules = write(tmp_path, EXPERIMENT.replace("slot = { sources", 'model = "older"\nslot = { sources'))
+
+    async def go() -> None:
+        async with serving(models, rules_path=rules, state=InMemoryStateStore()) as app, \
+                grpc.aio.insecure_channel(app.target) as ch:
+            assert app.arm_models is not None
+            app.arm_models.loaded.clear()  # as if the version failed to load
+            stub = pb_grpc.RecommenderStub(ch)
+            seen = set()
+            for k in range(30):
+                req = pb.RecommendRequest(member_id=f"m{k:03d}", slot="check_in", count=3)
+                resp = await stub.Recommend(req)
+                seen.add((resp.arm, resp.model_version, resp.degraded))
+            assert seen == {("control", "newer", False), ("", "newer", True)}
+    asyncio.run(go())
