@@ -40,7 +40,8 @@ _SPECS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (requi
 _WORDS: dict[str, tuple[str, ...]] = {"events": ("event",)}
 #: Event log records that are not behaviour: counted in the report, never trained on.
 EXPOSURE = tuple(e for e in LOG_EVENTS if e not in BEHAVIOUR)
-_SPANS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+#: Units of a span (`--since 90d`, `report --click-window 24h`): one grammar for every such flag.
+SPANS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class InputError(MallrecError):
@@ -267,8 +268,8 @@ def parse_since(text: str, now: float | None = None) -> int:
     """``--since``: a span back from now (``90d``, ``24h``, ``2w``) or an ISO date or time (UTC when it
     names no zone) -> epoch seconds."""
     t = text.strip()
-    if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*([hdw])", t.lower()):
-        return int((time.time() if now is None else now) - float(m[1]) * _SPANS[m[2]])
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", t.lower()):
+        return int((time.time() if now is None else now) - float(m[1]) * SPANS[m[2]])
     if t:
         v, ok = col.parse_iso(pa.array([t]))
         if ok[0]:

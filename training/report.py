@@ -34,6 +34,7 @@ from typing import Any
 
 from service.errors import MallrecError
 from service.eventlog.schema import day, log_files
+from training import input_files
 
 BY = ("slot", "source", "position", "day", "rule")  # group keys of ``Attribution.group``
 REPORT_BY = (*BY, "arm")
@@ -41,7 +42,6 @@ HOW = ("request", "slot", "window", "organic")
 ATTRIBUTED_EVENTS = ("click", "cart", "purchase")
 ORGANIC, UNKNOWN, NO_RULE = "(organic)", "(unknown)", "(none)"
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _ITEM_FORMATS = ((".csv.gz", "csv"), (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet"))
 
@@ -53,24 +53,21 @@ class ReportError(MallrecError):
 def parse_duration(text: str, flag: str) -> int:
     """``90m``, ``24h``, ``7d``, ``2w``, ``30s`` as whole seconds (> 0)."""
     m = _DURATION.match(text)
-    seconds = int(float(m.group(1)) * _UNITS[m.group(2).lower()]) if m else 0
+    seconds = int(float(m.group(1)) * input_files.SPANS[m.group(2).lower()]) if m else 0
     if seconds <= 0:
         raise ReportError(f"{flag} takes a duration such as 90m, 24h or 7d, not {text!r}")
     return seconds
 
 
 def parse_since(text: str, now: float) -> float:
-    """A duration back from ``now`` or an ISO date/time (UTC unless it names a zone), as epoch seconds."""
-    if _DURATION.match(text):
-        return now - parse_duration(text, "--since")
+    """``--since`` as the trainer reads it (a span back from ``now`` or an ISO date/time, UTC unless it
+    names a zone), as epoch seconds; a report's window must start in the past."""
     try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ReportError(f"--since takes 7d, 24h, 90m or an ISO date/time such as 2026-01-31 or "
-                          f"2026-01-31T08:00, not {text!r}") from None
-    since = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    if since > now:
-        raise ReportError(f"--since {text} is in the future")
+        since = float(input_files.parse_since(text, now))
+    except input_files.InputError as e:
+        raise ReportError(str(e)) from None
+    if since >= now:
+        raise ReportError(f"--since {text} is not in the past: nothing to report yet")
     return since
 
 
