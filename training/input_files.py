@@ -28,7 +28,7 @@ from service.eventlog.schema import BEHAVIOUR, LOG_EVENTS, SCHEMA, is_log_dir, l
 from training import columns as col
 
 MAX_EXAMPLES = 5
-_FORMATS = ((".csv.gz", "csv"), (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet"))
+FORMATS = ((".csv.gz", "csv"), (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet"))
 _SPECS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (required, optional)
     "events": (("member_id", "item_id", "event", "ts"), ("quantity",)),
     "items": (("item_id",), ("category", "brand", "price", "stock", "on_shelf", "launched_at", "tags")),
@@ -53,7 +53,7 @@ class InputFile:
 
     def __init__(self, path: str | Path, kind: str):
         self.path, self.name, self.kind = Path(path), str(path), kind
-        fmt = next((f for suffix, f in _FORMATS if self.path.name.lower().endswith(suffix)), None)
+        fmt = next((f for suffix, f in FORMATS if self.path.name.lower().endswith(suffix)), None)
         if fmt is None:
             raise InputError(f"{self.name}: unsupported file type (use .csv, .csv.gz, .parquet or .pq)")
         if not self.path.is_file():
@@ -258,7 +258,7 @@ def open_events(path: str | Path, since: int | None = None) -> InputFile | LogIn
     here; a file's rows are windowed after their ts is parsed)."""
     if Path(path).is_dir():
         return LogInput(path, since)
-    if not Path(path).exists() and not any(str(path).lower().endswith(s) for s, _ in _FORMATS):
+    if not Path(path).exists() and not any(str(path).lower().endswith(s) for s, _ in FORMATS):
         raise InputError(f"{path}: no such file or folder (--events takes an events file or the "
                          f"service's event log folder)")
     return InputFile(path, "events")

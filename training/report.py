@@ -43,7 +43,6 @@ ATTRIBUTED_EVENTS = ("click", "cart", "purchase")
 ORGANIC, UNKNOWN, NO_RULE = "(organic)", "(unknown)", "(none)"
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_ITEM_FORMATS = ((".csv.gz", "csv"), (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet"))
 
 
 class ReportError(MallrecError):
@@ -249,7 +248,7 @@ class Attribution:
             self.con.execute("CREATE TEMP TABLE items (item_id VARCHAR, price DOUBLE)")
             return
         path = Path(self.items)
-        fmt = next((f for suffix, f in _ITEM_FORMATS if path.name.lower().endswith(suffix)), None)
+        fmt = next((f for suffix, f in input_files.FORMATS if path.name.lower().endswith(suffix)), None)
         if fmt is None:
             raise ReportError(f"{path}: unsupported items file type (use .csv, .csv.gz, .parquet or .pq)")
         if not path.is_file():
