@@ -223,10 +223,10 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
     slots = Holder(registry or default_registry())
     served_lately = RecentlyServed()  # a rules reload must not silently drop a slot in use
 
-    async def arm_model_failed(version: str, error: Exception) -> None:
+    async def on_failed(version: str, error: Exception) -> None:  # the live bundle's or an arm's
         metrics.reload_failures.inc()
 
-    arm_models = ArmModels(settings.models_dir, load_model, on_failed=arm_model_failed)
+    arm_models = ArmModels(settings.models_dir, load_model, on_failed=on_failed)
     rules_watcher = _rules_watcher(settings, rules, slots, models, state, metrics, served_lately,
                                    arm_models) if rules else None
     health = HealthServicer()
@@ -240,9 +240,6 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
         metrics.model_live(model.version, str(model.bundle.manifest.get("created_at", "")))
         metrics.reranker_ready.set(int(rerank_runtime(model).ready))
         await health.set(SERVICE_NAME, SERVING)
-
-    async def on_failed(version: str, error: Exception) -> None:
-        metrics.reload_failures.inc()
 
     watcher = BundleWatcher(settings.models_dir, models, interval=settings.reload_interval,
                             loader=load_model, on_loaded=on_loaded, on_failed=on_failed)

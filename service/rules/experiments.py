@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.model import ServingModel
+from service.model_bundle import MANIFEST, VERSIONS_DIR
 from service.rules.document import Path_
 from service.rules.loader import ArmConfig, Collector, ExperimentConfig, SlotConfig, lenient, slot_config
 from service.rules.schema import ArmTable, ExperimentTable, Rule
@@ -108,7 +109,7 @@ def _check_version(c: Collector, version: str, where: Path_, model: ServingModel
             c.add("warning", f"model version {version!r} not checked (give --models to check it is "
                              "published)", where, field="model")
         return
-    if not (Path(models_dir) / "versions" / version / "manifest.json").is_file():
+    if not (Path(models_dir) / VERSIONS_DIR / version / MANIFEST).is_file():
         c.add("error", f"model version {version!r} is not published in {models_dir}/versions "
                        "(`mallrec models list` shows what is)", where, field="model")
 
