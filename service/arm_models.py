@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from service.model import ServingModel
-from service.model_bundle import VERSIONS_DIR
+from service.model_bundle import VERSIONS_DIR, BundleError
+from service.reload import sharing_the_gil
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,11 @@ class ArmModels:
         self.failed &= versions  # a version named again later is tried again
         for v in sorted(versions - self.loaded.keys() - self.failed):
             try:
-                model = await asyncio.to_thread(self.loader, self.models_dir / VERSIONS_DIR / v)
+                with sharing_the_gil():  # as the bundle watcher loads: requests keep moving beside it
+                    model = await asyncio.to_thread(self.loader, self.models_dir / VERSIONS_DIR / v)
+                if model.version != v:
+                    raise BundleError(f"{self.models_dir / VERSIONS_DIR / v}: the manifest says version "
+                                      f"{model.version!r}")
             except Exception as e:  # a bad bundle must not stop the rules from going live
                 self.failed.add(v)
                 log.error("experiment model could not be loaded: its arm is served by the live model",

@@ -10,8 +10,8 @@ save) is logged once, counted and remembered (not retried until CURRENT or the f
 the old one stays.
 
 While a bundle loads, the interpreter hands the GIL over every 0.5 ms instead of every 5 ms
-(`sharing_the_gil`): the loader's Python-level steps then stall the event loop for ~10-25 ms at a
-time instead of 65-80 ms (measured with load_tests/bench_swap_stall.py on a 1M-member bundle).
+(`sharing_the_gil`), so the loader's Python-level steps stall the event loop for shorter slices
+(load_tests/bench_swap_stall.py measures them).
 """
 
 from __future__ import annotations
