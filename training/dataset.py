@@ -83,6 +83,53 @@ def has_clock(ev: Interactions) -> bool:
     return len(ev) > 0 and int(ev.ts.min()) != int(ev.ts.max())
 
 
+#: Positions are small: a ``ts`` past this (about 4 months in seconds) is read as time, not a rank.
+ORDER_MAX_TS = 10_000_000
+#: Share of members (with two or more distinct times) whose times are consecutive integers.
+ORDER_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Clock:
+    """What the events' ``ts`` can be trusted for.
+
+    - ``none``: every event has the same time (``ts = 0``): no age, no order beyond the file's.
+      Decay and trending are off, splits and labels are random per member.
+    - ``order``: ``ts`` is a position in the member's history (0, 1, 2, ...), not a time. "Last" is
+      meaningful and member-relative decay counts steps, but the data's newest event and a trending
+      window are not.
+    - ``time``: real seconds; everything applies.
+    """
+
+    kind: str  # none | order | time
+    line: str  # one sentence: what was found and what follows from it
+
+    @property
+    def has_order(self) -> bool:
+        return self.kind != "none"
+
+
+def read_clock(ev: Interactions) -> Clock:
+    """Classify the events' clock (see ``Clock``); vectorised over events."""
+    if not has_clock(ev):
+        t = int(ev.ts[0]) if len(ev) else 0
+        return Clock("none", f"clock: none (every event has ts {t}): time decay and trending are off, "
+                             f"validation and re-ranker labels hold out random items per member")
+    if int(ev.ts.max()) <= ORDER_MAX_TS and np.issubdtype(ev.ts.dtype, np.integer):
+        pairs = np.unique(np.stack([ev.member.astype(np.int64), ev.ts.astype(np.int64)]), axis=1)
+        member, ts = pairs
+        first = np.r_[True, member[1:] != member[:-1]]
+        starts = np.flatnonzero(first)
+        distinct = np.diff(np.r_[starts, len(member)])
+        span = np.maximum.reduceat(ts, starts) - np.minimum.reduceat(ts, starts)
+        several = distinct > 1
+        if several.any() and float(np.mean(span[several] == distinct[several] - 1)) >= ORDER_SHARE:
+            return Clock("order", "clock: order only (ts counts positions in each member's history): "
+                                  "leave-last-out and member-relative decay apply; global decay and "
+                                  "trending are off")
+    return Clock("time", "clock: time (ts are seconds): time decay, trending and time splits apply")
+
+
 def trending_has_history(ev: Interactions, window: float | None) -> bool:
     """Whether some event is older than the trending window: the earlier rate trending compares with."""
     return len(ev) > 0 and int(ev.ts.min()) <= int(ev.ts.max()) - (window or 86400.0)
@@ -203,6 +250,30 @@ def leave_random_out(ds: Dataset, seed: int = 0) -> Split:
     held = np.flatnonzero(~mask)
     _, first = np.unique(inverse[held], return_index=True)  # one test row per held-out pair
     return _split(ds, mask, held[first])
+
+
+def leave_random_share(ds: Dataset, share: float = 0.2, seed: int = 0) -> Split:
+    """A seeded random ``share`` of each member's distinct items held out (at least one, and at least
+    one item left to train on): the usual protocol for data without a clock. Members with one item
+    keep it in training."""
+    if not 0 < share < 1:
+        raise ValueError(f"the held-out share must be between 0 and 1, not {share}")
+    ev = ds.events
+    if len(ev) == 0:
+        return _split(ds, np.ones(0, dtype=bool), np.zeros(0, dtype=np.int64))
+    pairs, first_row, inverse = np.unique(ev.member.astype(np.int64) * ds.n_items + ev.item,
+                                          return_index=True, return_inverse=True)
+    member = pairs // max(ds.n_items, 1)
+    order = np.lexsort((np.random.default_rng(seed).random(len(pairs)), member))
+    counts = np.bincount(member, minlength=ds.n_members)
+    starts = np.r_[0, np.cumsum(counts)][member[order]]
+    rank = np.arange(len(order)) - starts  # position of each pair in its member's shuffled items
+    n = counts[member[order]]
+    take = np.where(n > 1, np.clip(np.rint(share * n), 1, n - 1), 0)
+    held_pair = np.zeros(len(pairs), dtype=bool)
+    held_pair[order[rank < take]] = True
+    mask = ~held_pair[inverse.ravel()]
+    return _split(ds, mask, first_row[held_pair])
 
 
 def random_item_per_member(ds: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
