@@ -1,0 +1,18 @@
+"""Not just ordered: the items of the order on the page (delivery) are never offered again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tests.reference_engine.filters import not_in
+from tests.reference_engine.pipeline import SlotQuery
+
+
+@dataclass
+class NotJustOrdered:
+    name: str = "just_ordered"
+
+    def keep(self, q: SlotQuery, items: np.ndarray) -> np.ndarray:
+        return not_in(items, q.model.known_items(q.context.order_item_ids))
