@@ -168,22 +168,27 @@ def tune(
     out_config: Annotated[Path, typer.Option("--out", help="Where to write the best config (TOML) for `train`.")],
     members: MembersOpt = None,
     config: ConfigOpt = None,
-    trials: Annotated[int, typer.Option(min=1, help="Budget: at most this many trials.")] = 30,
-    minutes: Annotated[float, typer.Option(min=0.1, help="Budget: stop starting trials after this long.")] = 20.0,
-    seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+    trials: Annotated[int | None, typer.Option(min=1, help="Cap: at most this many trials (the starting config counts as one). Default: no cap; given alone, no time limit.")] = None,
+    minutes: Annotated[float | None, typer.Option(min=0.1, help="Budget: no trial starts after this long; the search runs until then. Default: 20 when neither --minutes nor --trials is given.")] = None,
+    test_share: Annotated[float, typer.Option("--test-share", min=0.01, max=0.99, help="Data without a clock (every event at one time): the seeded random share of each member's items held out for validation. With a clock each member's last event is held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Search seed (also the validation sample's and the random split's).")] = 0,
     since: SinceOpt = None,
 ) -> None:
     """Search ALS hyperparameters, event weights and decay on a validation split of the events
-    (leave-last-out inside the training data; a holdout file is never read), write the best config."""
+    (a holdout file is never read), write the best config with how it was found as comments."""
     from training.config import load_config
     from training.progress import Steps
+    from training.tune import DEFAULT_MINUTES
     from training.tune import tune as run_tune
 
     base = load_config(config)
     ds = _load(events, items, members, base.input.max_bad_share, since)
-    result = run_tune(ds, base, trials=trials, minutes=minutes, seed=seed, steps=Steps(err))
+    if minutes is None and trials is None:
+        minutes = DEFAULT_MINUTES
+    result = run_tune(ds, base, trials=trials, minutes=minutes, seed=seed, steps=Steps(err),
+                      test_share=test_share)
     out_config.parent.mkdir(parents=True, exist_ok=True)
-    out_config.write_text(result.best_config.to_toml())
+    out_config.write_text(result.best_config.to_toml(header=result.header()))
     out.print(result.summary(), highlight=False)
     out.print(f"best config written to {out_config}", highlight=False)
 

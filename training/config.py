@@ -187,8 +187,10 @@ class TrainConfig(_Strict):
     # Share of ALS score vs popularity in the `als+popularity` blend (rank-based).
     blend_popularity: float = Field(0.1, ge=0, le=1)
 
-    def to_toml(self) -> str:
-        return dump_toml(self.model_dump(mode="json"))
+    def to_toml(self, header: str = "") -> str:
+        """The config as TOML; ``header``'s lines lead as comments (e.g. how `tune` found it)."""
+        comments = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+        return comments + (comments and "\n") + dump_toml(self.model_dump(mode="json"))
 
 
 class ConfigError(MallrecError):

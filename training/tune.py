@@ -1,27 +1,28 @@
 """`mallrec tune`: search ALS hyperparameters, event weights and time decay on a validation split.
 
-The validation split is carved from the given events only (each member's last event is held out,
-`leave_last_out`; without a clock, a seeded random item per member, `leave_random_out`), so a
-holdout file is never read. Every trial fits ALS alone on the validation
-training part and scores a seeded sample of validation members with full ranking (seen items
-excluded), exactly as `mallrec evaluate` scores ALS.
+The validation split is carved from the given events only, so a holdout file is never read: with a
+clock (real time or an order) each member's last event is held out (`leave_last_out`), the target a
+live service predicts; without one (every event at one time) a seeded random share of each member's
+items (`leave_random_share`), since "last" would only mean last in the file. Every trial fits ALS
+alone on the validation training part and scores a seeded sample of validation members with full
+ranking (seen items excluded), exactly as `mallrec evaluate` scores ALS.
 
 The search space (training/tune_space.py) is derived from the data, never from constants that fit
 one data set.
 
 The starting config is scored first (it counts as one trial), so tune never returns a config that is
 worse on validation than the one it was given. Three generic priors follow (see `priors`), then optuna's
-TPE sampler, bounded by ``trials`` and ``minutes`` (no trial starts after the time is up). The best of
-many trials on a small validation set is partly luck, so the winner replaces the starting config only
-when its paired per-member gain is more than ``min_gain_se`` standard errors (2 by default).
+TPE sampler (training/tune_search.py: ranges whose best value sits at an edge are widened and the
+search goes on), until ``minutes`` is up (no trial starts after it) or ``trials`` have run, whichever
+is set and comes first. The best of many trials on a small validation set is partly luck, so the
+winner replaces the starting config only when its paired per-member gain is more than
+``min_gain_se`` standard errors (2 by default).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,9 +32,18 @@ import scipy.sparse as sp
 
 from service.errors import MallrecError
 from training.config import TrainConfig
-from training.dataset import Dataset, Split, fit_clock, has_clock, leave_last_out, leave_random_out
+from training.dataset import Dataset, Split, fit_clock, leave_last_out, leave_random_share, read_clock
 from training.progress import Steps
-from training.tune_space import apply_params, base_params, priors, search_space, suggest, time_scale
+from training.tune_search import search
+from training.tune_space import (
+    SearchSpace,
+    apply_params,
+    base_params,
+    priors,
+    search_space,
+    suggest,
+    time_scale,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -42,6 +52,10 @@ if TYPE_CHECKING:
 DEFAULT_METRIC = "ndcg@10"
 #: Validation members scored per trial (a seeded sample, the same for every trial).
 DEFAULT_SAMPLE = 20_000
+#: Time budget when neither minutes nor a trial cap is given.
+DEFAULT_MINUTES = 20.0
+#: Share of each member's items held out for validation when the data has no clock.
+DEFAULT_TEST_SHARE = 0.2
 
 
 # --------------------------------------------------------------------------- results
@@ -68,6 +82,8 @@ class TuneResult:
     validation: dict[str, Any]  # what the validation split and the data's time scale were
     best_number: int = 0  # the trial whose config is best_config
     note: str | None = None  # why the starting config was kept, when it was
+    seed: int = 0
+    widened: list[str] = field(default_factory=list)  # one line per widening of the search ranges
 
     @property
     def best_trial(self) -> TrialRecord:
@@ -97,6 +113,22 @@ class TuneResult:
             lines.append("note: " + self.note)
         return "\n".join(lines)
 
+    def header(self) -> str:
+        """Comment lines for the written config: how it was found, so a run can be repeated."""
+        v = self.validation
+        lines = [f"written by `mallrec tune` (seed {self.seed}): {len(self.trials)} trials in "
+                 f"{self.seconds:.0f}s",
+                 f"validation: {v['split']}, {v['members_scored']:,} members, "
+                 f"{v['held_out_pairs']:,} held-out pairs; objective {self.metric}"]
+        base = "failed" if self.base_score is None else f"{self.base_score:.4f}"
+        lines.append(f"starting config {base} -> this config {self.best_score:.4f} "
+                     f"(trial {self.best_number})")
+        lines.append("chosen: " + ", ".join(f"{k}={_fmt(k, v)}" for k, v in self.best_trial.params.items()))
+        lines += self.widened
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
 
 def human_duration(seconds: float | None) -> str:
     """3 significant digits in the largest unit that fits: '1.37s', '11h', '2.63d'."""
@@ -122,10 +154,14 @@ def _fmt(key: str, value: Any) -> str:
 class Validation:
     """The validation split and the sampled members every trial is scored on."""
 
-    def __init__(self, ds: Dataset, sample: int, seed: int):
-        # without a clock "last" would mean last in the file: a seeded random item per member instead
-        self.name = "leave-last-out" if has_clock(ds.events) else "random held-out item per member"
-        self.split: Split = leave_last_out(ds) if has_clock(ds.events) else leave_random_out(ds, seed)
+    def __init__(self, ds: Dataset, sample: int, seed: int, test_share: float = DEFAULT_TEST_SHARE):
+        # without a clock "last" would mean last in the file: a seeded random share per member instead
+        if read_clock(ds.events).has_order:
+            self.name = "leave-last-out"
+            self.split: Split = leave_last_out(ds)
+        else:
+            self.name = f"random {test_share:.0%} of each member's items (seed {seed})"
+            self.split = leave_random_share(ds, test_share, seed)
         if len(self.split.test_members) == 0:
             raise MallrecError(f"tune needs members with at least two events: the {self.name} split "
                                f"left nothing to validate on")
@@ -172,37 +208,38 @@ def per_member(recs: np.ndarray, truth: sp.csr_matrix, members: np.ndarray, k: i
 # --------------------------------------------------------------------------- the search
 
 
-def tune(ds: Dataset, base: TrainConfig | None = None, trials: int = 30, minutes: float = 20.0,
-         seed: int = 0, steps: Steps | None = None, metric: str = DEFAULT_METRIC,
-         sample: int = DEFAULT_SAMPLE, min_gain_se: float = 2.0) -> TuneResult:
-    """Search the space on a leave-last-out split of ``ds``; at most ``trials`` ALS fits (the
-    starting config is the first) and no trial starts after ``minutes``."""
-    import optuna
-
-    if trials < 1:
+def tune(ds: Dataset, base: TrainConfig | None = None, trials: int | None = None,
+         minutes: float | None = DEFAULT_MINUTES, seed: int = 0, steps: Steps | None = None,
+         metric: str = DEFAULT_METRIC, sample: int = DEFAULT_SAMPLE, min_gain_se: float = 2.0,
+         test_share: float = DEFAULT_TEST_SHARE) -> TuneResult:
+    """Search the space on a validation split of ``ds``: at most ``trials`` ALS fits (the starting
+    config is the first; None: no cap) and no trial starts after ``minutes`` (None: no limit)."""
+    if trials is None and minutes is None:
+        raise MallrecError("tune needs a budget: minutes, a trial cap, or both")
+    if trials is not None and trials < 1:
         raise MallrecError("tune needs a budget of at least one trial")
-    if minutes <= 0:
+    if minutes is not None and minutes <= 0:
         raise MallrecError("tune needs a positive time budget")
+    if not 0 < test_share < 1:
+        raise MallrecError(f"the validation share must be between 0 and 1 (exclusive), not {test_share}")
     if metric not in ("ndcg@10", "hr@10"):
         raise MallrecError(f"tune optimises ndcg@10 or hr@10, not {metric!r}")
     base = base or TrainConfig()
     steps = steps or Steps(quiet=True)
     started = time.perf_counter()
-    deadline = started + minutes * 60
-    base, fallbacks = fit_clock(ds, base)  # no clock: decay off in the start and the written config
-    if "decay" in fallbacks:
-        _say(steps, fallbacks["decay"] + "; the search tries no decay")
+    deadline = None if minutes is None else started + minutes * 60
+    clock = read_clock(ds.events)
+    _say(steps, clock.line)
+    base, _ = fit_clock(ds, base)  # no clock: decay off in the start and the written config (the line above)
 
     with steps.step("validation split (of the given events)"):
-        val = Validation(ds, sample, seed)
+        val = Validation(ds, sample, seed, test_share)
         scale = time_scale(val.split.train)
-        space = search_space(val.split.train, scale, clock=has_clock(ds.events))
-    if val.name != "leave-last-out":
-        _say(steps, f"no clock: validating on a {val.name} (seeded), not on each member's last event")
-    clock = (f"median gap {human_duration(scale.member_gap)}, median history "
-             f"{human_duration(scale.member_span)}, data span {human_duration(scale.data_span)}"
-             if "member" in space.decays else "none (no clock)")
-    _say(steps, f"validating on {len(val.members):,} members; time scale: {clock}; "
+        space = search_space(val.split.train, scale, clock=clock.kind)
+    scales = (f"median gap {human_duration(scale.member_gap)}, median history "
+              f"{human_duration(scale.member_span)}, data span {human_duration(scale.data_span)}"
+              if "member" in space.decays else "none (no clock)")
+    _say(steps, f"validating on {len(val.members):,} members ({val.name}); time scale: {scales}; "
                 f"event types {', '.join(space.event_types)}")
 
     records: list[TrialRecord] = []
@@ -240,29 +277,22 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int = 30, minutes
     # trial 0: the starting config, so the result is never worse than it on validation
     base_score = run_one(base_params(base), base)
 
-    if trials > 1 and time.perf_counter() < deadline:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                                 n_startup_trials=min(10, max(3, (trials - 1) // 3)))
-        study = optuna.create_study(direction="maximize", sampler=sampler)
-        for prior in priors(base, space, scale):
-            study.enqueue_trial(prior)
+    def objective(trial: optuna.Trial, space: SearchSpace) -> float | None:
+        params = suggest(trial, space)
+        return run_one(params, apply_params(base, params, space))
 
-        def objective(trial: optuna.Trial) -> float:
-            params = suggest(trial, space)
-            config = apply_params(base, params, space)
-            score = run_one(params, config)
-            if score is None:
-                raise optuna.TrialPruned()  # recorded as failed above; optuna skips it
-            return score
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.perf_counter()
 
-        logging.getLogger("optuna").setLevel(logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(objective, n_trials=trials - 1,
-                           timeout=max(deadline - time.perf_counter(), 0.001), gc_after_trial=False)
+    widened: list[str] = []
+
+    def on_widen(line: str) -> None:
+        widened.append(line)
+        _say(steps, line)
+
+    if trials is None or trials > 1:
+        search(objective, space, trials=None if trials is None else trials - 1, timeout=left, seed=seed,
+               priors=priors(base, space, scale), on_widen=on_widen)
 
     note = None
     if best["score"] == -math.inf:
@@ -281,7 +311,7 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int = 30, minutes
             best.update(score=base_score, config=base, number=0)
     result = TuneResult(best_config=best["config"], best_score=float(best["score"]), base_score=base_score,
                         metric=metric, trials=records, seconds=time.perf_counter() - started,
-                        best_number=int(best["number"]), note=note,
+                        best_number=int(best["number"]), note=note, seed=seed, widened=widened,
                         validation={"split": val.name, "members_scored": int(len(val.members)),
                                     "held_out_pairs": int(len(val.split.test_members)),
                                     **scale.as_dict()})

@@ -1,14 +1,15 @@
 """The search space of `mallrec tune`: derived from the data's size, event types and clock, never
 from constants that fit one data set (see training/tune.py for the search itself).
 
-- factors, regularization, alpha, iterations: wide log ranges (factors capped by the catalogue size);
+- factors, regularization, alpha, iterations: wide ranges (factors capped by the catalogue size),
+  widened when the best value sits at an edge;
 - event weights: only for event types present in the data, as ratios of the most valuable present
   type (a single event type gets no weight search: alpha already scales it);
-- time decay (when events have more than one time): off, from the member's own newest event, or
-  from the newest event overall. Half-lives are drawn relative to the data's own clock: between
-  half the median gap of a member's consecutive events and twice the median member history span
-  (member decay), or a fraction of the data's span (global decay). The config records them in
-  absolute seconds, as `train` reads them;
+- time decay (when events have a clock): off, from the member's own newest event, or (a clock of
+  real time, not an order) from the newest event overall. Half-lives are drawn relative to the
+  data's own clock: between half the median gap of a member's consecutive events and twice the
+  median member history span (member decay), or a fraction of the data's span (global decay). The
+  config records them in absolute seconds, as `train` reads them;
 - log_scale on or off;
 - member re-solve (with decay on): off, or a half-life 0.05-1x the decay's (`member_half_life`);
 - catalogue attributes as pseudo-members (when items have categories, brands or tags): off, or a
@@ -17,7 +18,8 @@ from constants that fit one data set (see training/tune.py for the search itself
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,13 +27,15 @@ import numpy as np
 from service.model_bundle import EVENT_TYPES
 from training.config import TrainConfig
 from training.dataset import Dataset
+from training.tune_search import Range
 
 if TYPE_CHECKING:
     import optuna
 
-#: Largest number of factors tried (and never more than half the catalogue): a trial's cost grows
-#: with factors squared, and past a few hundred implicit-feedback ALS rarely gains.
-MAX_FACTORS = 256
+#: Top of the factors range at the start, and the most it widens to (never more than half the
+#: catalogue): a trial's cost grows with factors squared.
+START_FACTORS = 256
+MAX_FACTORS = 1024
 
 
 # --------------------------------------------------------------------------- time scale
@@ -74,32 +78,33 @@ def time_scale(ds: Dataset) -> TimeScale:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Ranges for one data set (derived from its size, event types and clock)."""
+    """Ranges for one data set (derived from its size, event types and clock). ``ranges`` holds every
+    numeric parameter by its optuna name; those with limits widen when the best sits at an edge
+    (training/tune_search.py). A new parameter is a new entry here and a line in ``suggest``."""
 
-    factors: tuple[int, int]
-    regularization: tuple[float, float] = (1e-2, 100.0)
-    alpha: tuple[float, float] = (0.3, 300.0)
-    iterations: tuple[int, int] = (5, 25)
+    ranges: Mapping[str, Range]
     event_types: tuple[str, ...] = ()  # present in the data, least valuable first
-    member_half_life: tuple[float, float] = (1.0, 2.0)
-    global_half_life: tuple[float, float] = (1.0, 2.0)
-    weight_ratio: tuple[float, float] = (0.01, 2.0)  # other types' weight / the reference type's
-    member_ratio: tuple[float, float] = (0.05, 1.0)  # member re-solve half-life / the decay half-life
-    attribute_weight: tuple[float, float] = (0.01, 10.0)  # attribute pseudo-members' confidence
     has_attributes: bool = False  # the catalogue has categories, brands or tags
     decays: tuple[str, ...] = ("off", "member", "global")  # only "off" when the data has no clock
-    log_weight: tuple[float, float] = (1.0, 100.0)  # reference weight when log_scale is on
 
     @property
     def reference(self) -> str:
         return self.event_types[-1]
 
+    def with_ranges(self, ranges: Mapping[str, Range]) -> SearchSpace:
+        return replace(self, ranges=dict(ranges))
 
-def search_space(ds: Dataset, scale: TimeScale, clock: bool = True) -> SearchSpace:
-    """The ranges for ``ds``; ``clock`` False (every event at one time): no decay to search."""
+    def num(self, trial: optuna.Trial, name: str) -> Any:
+        return self.ranges[name].suggest(trial, name)
+
+
+def search_space(ds: Dataset, scale: TimeScale, clock: str = "time") -> SearchSpace:
+    """The ranges for ``ds``. ``clock`` is ``training.dataset.read_clock``'s kind: "none" searches no
+    decay, "order" (ts counts positions) only member-relative decay, "time" both origins."""
     present = np.bincount(ds.events.event, minlength=len(EVENT_TYPES)) > 0
-    types = tuple(e for e, p in zip(EVENT_TYPES, present, strict=True) if p)
-    hi = int(min(MAX_FACTORS, max(8, ds.n_items // 2)))
+    types = tuple(e for e, p in zip(EVENT_TYPES, present, strict=True) if p) or ("purchase",)
+    top = int(min(MAX_FACTORS, max(8, ds.n_items // 2)))
+    hi = int(min(START_FACTORS, top))
     lo = int(min(16, hi))
     member_lo = 0.5 * scale.member_gap
     member_hi = max(2.0 * scale.member_span, 8.0 * member_lo)
@@ -107,41 +112,48 @@ def search_space(ds: Dataset, scale: TimeScale, clock: bool = True) -> SearchSpa
     global_hi = 2.0 * scale.data_span
     it = ds.items
     has_attributes = bool(np.any(it.category != "") or np.any(it.brand != "") or np.any(it.tags != ""))
-    return SearchSpace(factors=(lo, hi), event_types=types or ("purchase",),
-                       member_half_life=(member_lo, member_hi), global_half_life=(global_lo, global_hi),
-                       has_attributes=has_attributes,
-                       decays=("off", "member", "global") if clock else ("off",))
+    ranges: dict[str, Range] = {
+        # factors widen by doubling: a trial's cost grows with factors squared
+        "factors": Range(lo, hi, integer=True, limits=(2, top), step=2.0),
+        "regularization": Range(1e-2, 100.0, limits=(1e-5, 1e4)),
+        "alpha": Range(0.3, 300.0, limits=(1e-3, 1e4)),
+        "iterations": Range(5, 25, log=False, integer=True, limits=(1, 100)),
+        "member_half_life": Range(member_lo, member_hi, limits=(1.0, 100 * member_hi)),
+        "global_half_life": Range(global_lo, global_hi, limits=(1.0, 100 * global_hi)),
+        "member_ratio": Range(0.05, 1.0),  # member re-solve half-life / the decay half-life
+        "attribute_weight": Range(0.01, 10.0, limits=(1e-4, 1e3)),  # attribute pseudo-members
+        "log_weight": Range(1.0, 100.0, limits=(1e-2, 1e4)),  # reference weight when log_scale is on
+    }
+    for e in types[:-1]:  # other types' weight / the reference type's
+        ranges[f"ratio_{e}"] = Range(0.01, 2.0, limits=(1e-4, 100.0))
+    decays = {"none": ("off",), "order": ("off", "member")}.get(clock, ("off", "member", "global"))
+    return SearchSpace(ranges=ranges, event_types=types, has_attributes=has_attributes, decays=decays)
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     """One point of the space, as flat readable params (half-lives in seconds)."""
     p: dict[str, Any] = {}
-    p["factors"] = trial.suggest_int("factors", *space.factors, log=True)
-    p["regularization"] = trial.suggest_float("regularization", *space.regularization, log=True)
-    p["alpha"] = trial.suggest_float("alpha", *space.alpha, log=True)
-    p["iterations"] = trial.suggest_int("iterations", *space.iterations)
+    for name in ("factors", "regularization", "alpha", "iterations"):
+        p[name] = space.num(trial, name)
     decay = trial.suggest_categorical("decay", list(space.decays))
     p["decay_from"] = decay
     if decay == "member":
-        p["half_life"] = trial.suggest_float("member_half_life", *space.member_half_life, log=True)
+        p["half_life"] = space.num(trial, "member_half_life")
     elif decay == "global":
-        p["half_life"] = trial.suggest_float("global_half_life", *space.global_half_life, log=True)
+        p["half_life"] = space.num(trial, "global_half_life")
     else:
         p["half_life"] = None
     p["member_half_life"] = None
     if p["half_life"] is not None and trial.suggest_categorical("member_resolve", [False, True]):
-        p["member_half_life"] = p["half_life"] * trial.suggest_float("member_ratio", *space.member_ratio,
-                                                                      log=True)
+        p["member_half_life"] = p["half_life"] * space.num(trial, "member_ratio")
     p["attribute_weight"] = 0.0
     if space.has_attributes and trial.suggest_categorical("attributes", [False, True]):
-        p["attribute_weight"] = trial.suggest_float("attribute_weight", *space.attribute_weight, log=True)
+        p["attribute_weight"] = space.num(trial, "attribute_weight")
     p["log_scale"] = trial.suggest_categorical("log_scale", [False, True])
     ref = space.reference
-    p[f"weight_{ref}"] = (trial.suggest_float("log_weight", *space.log_weight, log=True)
-                          if p["log_scale"] else 1.0)
+    p[f"weight_{ref}"] = space.num(trial, "log_weight") if p["log_scale"] else 1.0
     for e in space.event_types[:-1]:
-        ratio = trial.suggest_float(f"ratio_{e}", *space.weight_ratio, log=True)
-        p[f"weight_{e}"] = ratio * p[f"weight_{ref}"]
+        p[f"weight_{e}"] = space.num(trial, f"ratio_{e}") * p[f"weight_{ref}"]
     return p
 
 
@@ -151,13 +163,14 @@ def priors(base: TrainConfig, space: SearchSpace, scale: TimeScale) -> list[dict
     half-life of two typical gaps ("the next item is most like the latest ones"), and once more with
     member vectors re-solved at a quarter of that half-life and catalogue attributes weighted like one
     event. Event-type ratios start from the starting config's."""
+    r = space.ranges
     ref = getattr(base.weighting.events, space.reference) or 1.0
     common: dict[str, Any] = {
-        "factors": int(np.clip(128, *space.factors)), "regularization": 1.0, "alpha": 10.0,
+        "factors": int(r["factors"].clip(128)), "regularization": 1.0, "alpha": 10.0,
         "iterations": 15, "log_scale": False}
     for e in space.event_types[:-1]:
-        common[f"ratio_{e}"] = float(np.clip(getattr(base.weighting.events, e) / ref, *space.weight_ratio))
-    half_life = float(np.clip(2 * scale.member_gap, *space.member_half_life))
+        common[f"ratio_{e}"] = float(r[f"ratio_{e}"].clip(getattr(base.weighting.events, e) / ref))
+    half_life = float(r["member_half_life"].clip(2 * scale.member_gap))
     plain: dict[str, Any] = {"member_resolve": False}
     if space.has_attributes:
         plain["attributes"] = False

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.errors import MallrecError
 from service.model_bundle import EVENT_TYPES, MemberTable
 from tests.factories import items_table
 from training import tune as tune_module
@@ -165,9 +166,13 @@ def test_search_space_follows_the_data(data):
     assert scale.member_gap == HOUR  # consecutive events one hour apart
     assert scale.member_span == 9 * HOUR
     space = search_space(ds, scale)
-    lo, hi = space.member_half_life
-    assert lo < HOUR < 9 * HOUR < hi
-    assert space.factors[1] <= ds.n_items // 2
+    r = space.ranges["member_half_life"]
+    assert r.low < HOUR < 9 * HOUR < r.high
+    assert space.ranges["factors"].high <= ds.n_items // 2
+    assert space.ranges["factors"].limits[1] <= ds.n_items // 2  # widening stays under it too
+    assert space.decays == ("off", "member", "global")
+    assert search_space(ds, scale, clock="order").decays == ("off", "member")
+    assert search_space(ds, scale, clock="none").decays == ("off",)
     assert space.event_types == EVENT_TYPES
     assert space.reference == "purchase"
 
@@ -219,3 +224,66 @@ def test_keeps_the_starting_config_unless_the_gain_is_clear(data):
     assert r.best_number == 0 and r.best_score == r.base_score
     assert r.note and "keeping the starting config" in r.note
     assert "keeping the starting config" in r.summary()
+
+
+def no_clock(ds: Dataset) -> Dataset:
+    ev = ds.events
+    flat = Interactions(member=ev.member, item=ev.item, event=ev.event, ts=np.zeros_like(ev.ts),
+                        member_ids=ev.member_ids, item_ids=ev.item_ids)
+    return Dataset(flat, ds.items, ds.members)
+
+
+def test_no_clock_validates_on_a_random_share(data, monkeypatch):
+    ds = no_clock(data[0])
+    shares = []
+    real = tune_module.leave_random_share
+
+    def spy(arg, share, seed):
+        shares.append((share, seed))
+        return real(arg, share, seed)
+
+    monkeypatch.setattr(tune_module, "leave_random_share", spy)
+    monkeypatch.setattr(tune_module, "leave_last_out", lambda *_a: pytest.fail("no clock: no last event"))
+    r = tune(ds, BAD, trials=1, seed=3, test_share=0.3)
+    assert shares == [(0.3, 3)]
+    assert "random 30%" in r.validation["split"]
+    # members with ten distinct items hold out three each
+    assert r.validation["held_out_pairs"] == 3 * ds.n_members
+    with pytest.raises(MallrecError, match="share"):
+        tune(ds, BAD, trials=1, test_share=1.0)
+
+
+def fake_score(self, config, on_iteration=None):
+    """A trial in no time: the score is a function of alpha, the per-member scores made to match."""
+    score = 1 / (1 + abs(np.log(config.als.alpha)))
+    self.last = {m: np.full(len(self.members), score) for m in ("hr@10", "ndcg@10")}
+    return {"hr@10": score, "ndcg@10": score, "members": len(self.members)}
+
+
+def test_minutes_govern_with_no_trial_cap(data, monkeypatch):
+    ds, _, _ = data
+    monkeypatch.setattr(tune_module.Validation, "score", fake_score)
+    started = time.perf_counter()
+    r = tune(ds, BAD, minutes=0.02)  # 1.2 s; no --trials: no cap
+    assert time.perf_counter() - started < 6
+    assert r.seconds >= 1.2  # it stopped because the time was up, not at a trial count
+    assert len(r.trials) > 10
+    r = tune(ds, BAD, trials=5, minutes=None)  # a cap alone: no time limit
+    assert len(r.trials) == 5
+    with pytest.raises(MallrecError, match="budget"):
+        tune(ds, BAD, trials=None, minutes=None)
+
+
+def test_config_header_says_how_it_was_found(improved, tmp_path: Path):
+    header = improved.header()
+    assert "seed 0" in header
+    assert "validation: leave-last-out" in header and "ndcg@10" in header
+    best = improved.best_trial.params
+    assert f"factors={best['factors']}" in header and f"alpha={best['alpha']:.4g}" in header
+    assert f"{improved.base_score:.4f} -> this config {improved.best_score:.4f}" in header
+    f = tmp_path / "best.toml"
+    f.write_text(improved.best_config.to_toml(header=header))
+    text = f.read_text()
+    assert text.startswith("# written by `mallrec tune` (seed 0)")
+    assert all(line.startswith("# ") for line in text.split("\n\n")[0].splitlines())
+    assert load_config(f) == improved.best_config
