@@ -141,12 +141,12 @@ def test_tune_without_a_clock_validates_on_random_items_and_writes_auto(tmp_path
     result = tune(flat(), TrainConfig.model_validate({"als": {"factors": 8, "iterations": 3}}),
                   trials=3, minutes=1, steps=steps)
     said = text.getvalue()
-    assert said.count(DECAY) == 1 and "random held-out item per member" in said
-    assert result.validation["split"] == "random held-out item per member"
+    assert said.count("clock: none") == 1 and "random 20% of each member's items" in said
+    assert result.validation["split"] == "random 20% of each member's items (seed 0)"
     best = result.best_config
     assert best.weighting.half_life is None and all(t.params["half_life"] is None for t in result.trials)
     assert best.reranker.label_split == "auto" and 'label_split = "auto"' in best.to_toml()
-    assert "random held-out item per member of the given events" in result.summary()
+    assert "random 20% of each member's items (seed 0) of the given events" in result.summary()
 
 
 def test_the_default_label_split_is_auto() -> None:
