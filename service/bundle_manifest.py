@@ -52,6 +52,33 @@ class FileEntry(BaseModel):
     bytes: StrictInt = Field(ge=0)
 
 
+class RerankerValid(BaseModel):
+    """``reranker.valid``: the re-ranker's held-out members, first-stage order against re-ranked, and
+    the gate's verdict (training/rerank_gate.py). Bundles from before the gate carry only the NDCG
+    figures: every other field is optional."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    groups: StrictInt = Field(0, ge=0)
+    labelled_groups: StrictInt | None = Field(None, ge=0)
+    first_stage_ndcg: float | None = Field(None, alias="first_stage_ndcg@10")
+    rerank_ndcg: float | None = Field(None, alias="rerank_ndcg@10")
+    first_stage_hr: float | None = Field(None, alias="first_stage_hr@10")
+    rerank_hr: float | None = Field(None, alias="rerank_hr@10")
+    ndcg_diff: float | None = Field(None, alias="ndcg@10_diff")
+    ndcg_diff_se: float | None = Field(None, alias="ndcg@10_diff_se")
+    tolerance: float | None = Field(None, ge=0, le=1)
+    shipped: bool | None = None  # None: trained before the gate
+    reason: str | None = None  # the verdict with both orders' figures, as `train` printed it
+
+
+class RerankerSection(BaseModel):
+    """``reranker``: the trainer's report on the re-ranker; ``skipped`` says why the bundle has none."""
+
+    model_config = ConfigDict(extra="allow")
+    valid: RerankerValid | None = None
+    skipped: str | None = None
+
+
 class Manifest(BaseModel):
     """``manifest.json``'s shape: what a reader must trust before reading a file; the trainer's
     reports ride along as extra keys. A bundle's folder is named ``version``."""
@@ -63,7 +90,7 @@ class Manifest(BaseModel):
     files: dict[str, FileEntry]
     hyperparameters: dict[str, Any] = {}
     index: dict[str, Any] = {}
-    reranker: dict[str, Any] = {}
+    reranker: RerankerSection = RerankerSection()
 
     @field_validator("files")
     @classmethod

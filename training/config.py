@@ -154,7 +154,13 @@ class RerankerConfig(_Strict):
     label_share: float = Field(0.2, gt=0, lt=1)  # share of the time span after the cutoff ("time")
     label_window: Duration = None  # an explicit window instead of label_share, e.g. "7d"
     min_groups: int = Field(50, ge=1)  # fewer labelled members than this: no re-ranker (noted)
-    # Members sampled for training (bounds time and memory). amazon-beauty, default ALS, rerank HR@10:
+    # The gate (training/rerank_gate.py): this share of the sampled members is held out of training,
+    # and the re-ranker ships only if its NDCG@10 and HR@10 on them are each >= the first stage's
+    # x (1 - gate_tolerance). Refused: the bundle has no re-ranker and the run says why.
+    gate_share: float = Field(0.2, ge=0.05, le=0.5)
+    gate_tolerance: float = Field(0.02, ge=0, lt=1)
+    # Members sampled for training (bounds time and memory; the gate's share is drawn beside them).
+    # amazon-beauty, default ALS, rerank HR@10:
     # 1,500 -> 0.0631, 3,000 -> 0.0665, 5,000 -> 0.0708, 10,000 -> 0.0699 / 0.0720 (two seeds)
     max_groups: int = Field(5_000, ge=1)
     # Candidate sources and blend weights of the training pool (a "for you" slot).

@@ -67,6 +67,8 @@ def build_bundle(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -
     reranker = finish_reranker(half, config, steps, beside_als=True)
     if reranker.meta.get("skipped"):
         steps.info(f"re-ranker skipped: {reranker.meta['skipped']}")
+    elif reason := reranker.meta.get("valid", {}).get("reason"):
+        steps.info(f"re-ranker shipped: {reason}")  # both orders' figures on its held-out members
     als, als_fit = final.result()
     for name in ("item_factors", "member_factors"):  # before the index and neighbours are built on them
         mb.check_finite(name, getattr(als, name), "train")

@@ -2,12 +2,11 @@
 
 How the training data is made, so nothing from the future leaks into a row:
 
-1. A cutoff T splits the events (``reranker.label_split``; "auto" picks "time" unless it leaves
-   too few labelled members, then "last"): "time" puts T before the last
-   ``label_share`` of the time span (or ``label_window``); "last" holds out each member's last event
-   (order-only clocks); "random" holds out a seeded random item per member (data without a clock,
-   where it is the only split). Features and the first stage see only events at or before T; labels
-   come only from events after T (or from the held-out items).
+1. A cutoff T splits the events (``reranker.label_split``, within what the clock allows:
+   ``training.dataset.read_clock``): "time" puts T before the last ``label_share`` of the time span
+   (or ``label_window``); "last" holds out each member's last event; "random" holds out a seeded
+   random item per member. Features and the first stage see only events at or before T; labels come
+   only from events after T (or from the held-out items).
 2. The first stage (ALS, popularity, trending, neighbours, member history) is fitted on the
    pre-T events, in bundle form, and candidates are made as the service makes them
    (training/rerank_candidates.py).
@@ -15,8 +14,8 @@ How the training data is made, so nothing from the future leaks into a row:
    with ``now = T``. Its label is the strongest event the member had on it after T, graded
    none 0 < view 0.5 < click 1 < fav 2 < cart 3 < purchase 4 (LABEL_GAIN): conversion counts most.
 4. Members are the ranking groups; groups without a labelled candidate carry no gradient and are
-   left out of the fit. 10% of the groups are held out to report NDCG@10 of the first-stage order
-   against the re-ranked one (manifest["reranker"]["valid"]).
+   left out of the fit. ``gate_share`` of the groups are held out: the re-ranker ships only if it
+   ranks them no worse than its first stage (training/rerank_gate.py; manifest["reranker"]["valid"]).
 
 The booster is converted with onnxmltools (target opset 15, raw scores) and the ONNX scores are
 checked against LightGBM's on held-out rows through the service's own scorer; the largest
@@ -37,20 +36,18 @@ from service.rerank.features import FEATURE_NAMES, FEATURE_VERSION, RECENT, Feat
 from service.rerank.scorer import Reranker
 from training.als import ALS
 from training.config import RerankerConfig, TrainConfig
-from training.dataset import Dataset, confidence_matrix, has_clock, random_item_per_member, seen_matrix
+from training.dataset import Dataset, confidence_matrix, random_item_per_member, read_clock, seen_matrix
 from training.history import member_history, stable_argsort
 from training.neighbours import cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
 from training.rerank_candidates import SEEDS, FirstStage, PoolMaker
+from training.rerank_gate import LABEL_GAIN, hold_out, judge
 
 if TYPE_CHECKING:
     from lightgbm import Booster
 
-#: Gain per relevance level: 0 = no event after T, then 1 + index in EVENT_TYPES.
-LABEL_GAIN = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)  # none, view, click, fav, cart, purchase
 ONNX_TOLERANCE = 1e-4
-VALID_SHARE = 0.1
 
 
 @dataclass
@@ -73,31 +70,35 @@ class Labels:
 def label_split(ds: Dataset, cfg: RerankerConfig) -> Labels:
     """Cut the events into a feature period and graded labels (see the module docstring).
 
-    "auto": the time cutoff, unless it leaves fewer than ``min_groups`` labelled members (an
-    order-only clock, or too short a label period), then each member's last event. Data whose events
-    all carry one time has no cutoff and no "last" but the file's order: each member's label is then
-    a seeded random item of theirs, whatever the config asks ("random").
+    The clock decides what may be asked (``read_clock``): without one (every event at one time) the
+    file's order is not taken for time, and each member's label is a seeded random item of theirs
+    whatever the config asks; with an order-only clock (positions) "auto" and "time" hold out each
+    member's last event, as a global time cutoff over positions means nothing. With a time clock,
+    "auto" is the time cutoff unless it leaves fewer than ``min_groups`` labelled members, then each
+    member's last event.
     """
-    asked = cfg.label_split
-    if not has_clock(ds.events) and asked != "random":
-        labels = _split(ds, cfg, "random")
-        labels.note = (f"label split: every event has the same time, so each member's label is a seeded "
-                       f"random item of theirs, not a {'time cutoff' if asked != 'last' else 'last event'} "
-                       f"(reranker.label_split = {asked!r})")
-        return labels
+    asked, kind = cfg.label_split, read_clock(ds.events).kind
+    if kind == "none" and asked != "random":
+        return _split(ds, cfg, "random", note=(
+            f"label split: every event has the same time, so each member's label is a seeded random "
+            f"item of theirs, not a {'time cutoff' if asked != 'last' else 'last event'} "
+            f"(reranker.label_split = {asked!r})"))
+    if kind == "order" and asked in ("auto", "time"):
+        return _split(ds, cfg, "last", note=(
+            f"label split: the events' times are positions in each member's history, so each "
+            f"member's last event is their label, not a time cutoff (reranker.label_split = {asked!r})"))
     if asked == "auto":
         by_time = _split(ds, cfg, "time")
         labelled = len(np.unique(by_time.member))
         if labelled >= cfg.min_groups:
             return by_time
-        labels = _split(ds, cfg, "last")
-        labels.note = (f"label split: a time cutoff labels {labelled} members (fewer than min_groups="
-                       f"{cfg.min_groups}), so each member's last event is their label")
-        return labels
+        return _split(ds, cfg, "last", note=(
+            f"label split: a time cutoff labels {labelled} members (fewer than min_groups="
+            f"{cfg.min_groups}), so each member's last event is their label"))
     return _split(ds, cfg, asked)
 
 
-def _split(ds: Dataset, cfg: RerankerConfig, split: str) -> Labels:
+def _split(ds: Dataset, cfg: RerankerConfig, split: str, note: str | None = None) -> Labels:
     ev = ds.events
     cutoff: float | None = None
     if split == "time":
@@ -131,7 +132,7 @@ def _split(ds: Dataset, cfg: RerankerConfig, split: str) -> Labels:
     order, skey = stable_argsort(key)
     pair = skey // (top + 1)
     pick = order[np.r_[True, pair[1:] != pair[:-1]]] if len(pair) else order
-    return Labels(features, m[pick], i[pick], lvl[pick].astype(np.int64), cutoff, split)
+    return Labels(features, m[pick], i[pick], lvl[pick].astype(np.int64), cutoff, split, note)
 
 
 def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
@@ -312,22 +313,6 @@ def onnx_max_abs_diff(onnx_bytes: bytes, booster: Booster, x: np.ndarray) -> flo
     return float(np.max(np.abs(scorer.score(x) - booster.predict(x)))) if len(x) else 0.0
 
 
-def ndcg_at(rows: Rows, scores: np.ndarray | None, k: int = 10) -> float:
-    """Mean graded NDCG@k over groups with a labelled candidate; ``scores`` None = first-stage order."""
-    gains = np.asarray(LABEL_GAIN)[rows.y]
-    disc = 1.0 / np.log2(np.arange(k) + 2)
-    out, start = [], 0
-    for size in rows.groups.tolist():
-        g = gains[start:start + size]
-        if g.any():
-            order = np.arange(size) if scores is None else np.argsort(-scores[start:start + size],
-                                                                     kind="stable")
-            ideal = np.sort(g)[::-1][:k]
-            out.append(float((g[order][:k] * disc[:len(ideal)]).sum() / (ideal * disc[:len(ideal)]).sum()))
-        start += size
-    return float(np.mean(out)) if out else 0.0
-
-
 @dataclass
 class RerankerResult:
     """What `train` ships: ONNX bytes (None when skipped) and the manifest section."""
@@ -385,9 +370,11 @@ def start_reranker(ds: Dataset, config: TrainConfig, steps: Steps) -> FirstHalf:
                            f"min_groups={cfg.min_groups}: no re-ranker in this bundle")
         return FirstHalf(meta, started, done=RerankerResult(None, meta))
     rng = np.random.default_rng(cfg.seed)
-    if len(members) > cfg.max_groups:
-        members = np.sort(rng.choice(members, cfg.max_groups, replace=False))
-    valid_mask = rng.random(len(members)) < VALID_SHARE
+    # up to max_groups members to train on, and the gate's share held out beside them
+    wanted = int(np.ceil(cfg.max_groups / (1 - cfg.gate_share)))
+    if len(members) > wanted:
+        members = np.sort(rng.choice(members, wanted, replace=False))
+    valid_mask = hold_out(len(members), cfg.gate_share, rng)
     als = fit_first_als(labels.features, config, iterations=config.als.staged()[0], steps=steps)
     warm = als if config.als.warm_iterations else None
     return FirstHalf(meta, started, labels, members, valid_mask, als, rng, warm)
@@ -417,11 +404,14 @@ def finish_reranker(half: FirstHalf, config: TrainConfig, steps: Steps,
         return RerankerResult(None, meta, warm_start=warm)
     with steps.step("re-ranker: LightGBM lambdarank", total=None):
         booster = fit_booster(train_rows, cfg, threads=1 if beside_als and not cfg.threads else None)
-    with steps.step("re-ranker: ONNX export + check"):
+    with steps.step("re-ranker: ONNX export + check, gate"):
         onnx_bytes = export_onnx(booster)
         check = valid_rows.x if len(valid_rows.x) else train_rows.x
         check = check[rng.choice(len(check), min(len(check), 20_000), replace=False)]
         diff = onnx_max_abs_diff(onnx_bytes, booster, check)
+        # the gate ranks by what would be served: the ONNX model through the service's scorer
+        verdict = judge(valid_rows, Reranker(onnx_bytes, FEATURE_NAMES, FEATURE_VERSION).score(valid_rows.x)
+                        if len(valid_rows.x) else np.zeros(0), cfg.gate_tolerance)
     gain = booster.feature_importance("gain")
     top = np.argsort(-gain)[:10]
     meta.update({
@@ -431,26 +421,13 @@ def finish_reranker(half: FirstHalf, config: TrainConfig, steps: Steps,
         "train": {"groups": int(len(train_rows.groups)), "rows": int(len(train_rows.y)),
                   "labelled_rows": int((train_rows.y > 0).sum()),
                   "labels_after_cutoff": int(len(labels.member))},
-        "valid": _valid_report(valid_rows, booster),
+        "valid": verdict.as_manifest(),
         "top_features_by_gain": {FEATURE_NAMES[j]: round(float(gain[j]), 1) for j in top},
         "seconds": round(time.perf_counter() - half.started, 1),
     })
     rows = {"train": train_rows, "valid": valid_rows}
     if diff > ONNX_TOLERANCE:
         meta["skipped"] = f"ONNX differs from LightGBM by {diff:.2e} (> {ONNX_TOLERANCE}): not shipped"
-        return RerankerResult(None, meta, booster, rows, warm)
-    return RerankerResult(onnx_bytes, meta, booster, rows, warm)
-
-
-def _valid_report(rows: Rows, booster: Booster) -> dict[str, float]:
-    if len(rows.y) == 0:
-        return {"groups": 0}
-    scores = np.asarray(booster.predict(rows.x))  # dense rows in, one score per row out
-    return {"groups": int(len(rows.groups)), "labelled_groups": int(_labelled_groups(rows)),
-            "first_stage_ndcg@10": round(ndcg_at(rows, None), 4),
-            "rerank_ndcg@10": round(ndcg_at(rows, scores), 4)}
-
-
-def _labelled_groups(rows: Rows) -> int:
-    starts = np.r_[0, np.cumsum(rows.groups)[:-1]]
-    return int((np.add.reduceat(rows.y, starts) > 0).sum()) if len(starts) else 0
+    elif not verdict.shipped:
+        meta["skipped"] = verdict.reason
+    return RerankerResult(None if meta.get("skipped") else onnx_bytes, meta, booster, rows, warm)

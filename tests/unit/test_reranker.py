@@ -186,11 +186,13 @@ def test_evaluate_reports_first_stage_and_rerank_on_the_same_members(ds):
     from training.rerank_eval import score_rerank
 
     split = temporal(ds, 3)
-    assert {"als", "first_stage", "rerank"} <= set(evaluate(split, CFG, ks=(10,)))
+    # 24 held-out members: the gate's figures are noisy here; its tolerance is wide to score the model
+    cfg = CFG.model_copy(update={"reranker": CFG.reranker.model_copy(update={"gate_tolerance": 0.5})})
+    assert {"als", "first_stage", "rerank"} <= set(evaluate(split, cfg, ks=(10,)))
     info: dict = {}
-    model = train_reranker(split.train, CFG)
-    als = fit_models(split, CFG, ("als",), start=model.warm_start)["als"]
-    res = score_rerank(split, CFG, model, als, ks=(10,), info=info)
+    model = train_reranker(split.train, cfg)
+    als = fit_models(split, cfg, ("als",), start=model.warm_start)["als"]
+    res = score_rerank(split, cfg, model, als, ks=(10,), info=info)
     assert set(res) == {"first_stage", "rerank"}
     assert res["first_stage"].keys() == res["rerank"].keys() and "ndcg@10" in res["rerank"]
     assert res["first_stage"]["members"] == res["rerank"]["members"] == len(np.unique(split.test_members))
