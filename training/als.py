@@ -111,6 +111,27 @@ class ALS(Model):
     def score(self, members: np.ndarray) -> np.ndarray:
         return self.member_factors[members] @ self.item_factors.T
 
+    def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Dot products with the given items only (a blend scores a few hundred per member)."""
+        out = np.empty(items.shape, dtype=np.float32)
+        step = max(1, (16 << 20) // max(items.shape[1] * self.item_factors.shape[1] * 4, 1))
+        for start in range(0, len(members), step):
+            vectors = self.item_factors[np.maximum(items[start:start + step], 0)]  # [b, L, f]
+            users = self.member_factors[np.asarray(members[start:start + step])][:, :, None]
+            out[start:start + step] = np.matmul(vectors, users)[:, :, 0]
+        out[items < 0] = -np.inf
+        return out
+
+    def score_stats(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of a member's scores over all items from the factors alone:
+        mean = u . mean(v), mean of squares = u' (V'V / n) u."""
+        v = self.item_factors.astype(np.float64)
+        u = self.member_factors[np.asarray(members)].astype(np.float64)
+        mean = u @ v.mean(axis=0)
+        square = ((u @ (v.T @ v / max(len(v), 1))) * u).sum(axis=1)
+        std = np.sqrt(np.maximum(square - mean * mean, 0.0))
+        return mean.astype(np.float32), std.astype(np.float32)
+
     def similar(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         from training.neighbours import cosine_neighbours
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from service.errors import MallrecError
 
 if TYPE_CHECKING:  # the commands import these when they run (a serve-only install has none of them)
-    from training.dataset import Dataset, Split
+    from training.dataset import Clock, Dataset, Split
     from training.gate import GateResult
 
 out = Console(soft_wrap=True)  # paths and versions stay on one line, whatever the width
@@ -33,6 +33,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training confi
 class SplitKind(StrEnum):
     leave_last_out = "leave-last-out"
     temporal = "temporal"
+    random = "random"
 
 
 def _load(events: list[Path], items: Path, members: Path | None, max_bad_share: float,
@@ -83,17 +84,20 @@ def train(
 
     Exit codes: 0 published; 2 bad input or config; 3 --gate kept the new bundle back."""
     from training.config import load_config
+    from training.dataset import read_clock
     from training.progress import Steps
 
     if not gate and (holdout is not None or gate_days is not None):
         raise MallrecError("--holdout and --gate-days choose the gate's holdout: add --gate")
     cfg = load_config(config)
     ds = _load(events, items, members, cfg.input.max_bad_share, since)
+    steps = Steps(err)
+    steps.info(read_clock(ds.events).line)
     if gate:
         from training.gate import GATE_REFUSED_EXIT, gated_train
 
         result = gated_train(ds, cfg, models_dir, holdout_file=holdout, days=gate_days or 1.0,
-                             tolerance=gate_tolerance, steps=Steps(err), keep=keep)
+                             tolerance=gate_tolerance, steps=steps, keep=keep)
         _print_gate(result)
         if result.path is None:
             err.print(f"not published (exit {GATE_REFUSED_EXIT}): {result.live_version} stays live",
@@ -103,7 +107,7 @@ def train(
     else:
         from training.pipeline import train as run_train
 
-        path = run_train(ds, cfg, models_dir, steps=Steps(err), keep=keep)
+        path = run_train(ds, cfg, models_dir, steps=steps, keep=keep)
     from service.model_bundle import read_manifest
 
     manifest = read_manifest(path)
@@ -131,32 +135,51 @@ def evaluate(
     items: ItemsOpt,
     members: MembersOpt = None,
     holdout: Annotated[Path | None, typer.Option(help="Explicit holdout file member_id,item_id (all events train).")] = None,
-    split: Annotated[SplitKind, typer.Option(help="Split when no --holdout: each member's last event, or the last --test-days.")] = SplitKind.leave_last_out,
+    split: Annotated[SplitKind, typer.Option(help="Split when no --holdout: each member's last event (a random item when the events have no clock), the last --test-days (needs real times), or a random --test-share of each member's items.")] = SplitKind.leave_last_out,
     test_days: Annotated[float, typer.Option(help="Length of the test period for --split temporal.")] = 1.0,
+    test_share: Annotated[float | None, typer.Option("--test-share", help="With --split random: the share of each member's distinct items held out, between 0 and 1 (default 0.2; at least one item held out and one kept).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random splits (--split random, and leave-last-out without a clock).")] = 0,
     config: ConfigOpt = None,
     k: Annotated[str, typer.Option(help="Cut-offs, comma separated.")] = "10,20",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics, the split and the fit and scoring times (seconds) as JSON here.")] = None,
     since: SinceOpt = None,
 ) -> None:
     """Score ALS, popularity models and their blend on a holdout, ranking all items."""
     from training.config import load_config
+    from training.dataset import read_clock
     from training.evaluate import evaluate as run_eval
+    from training.evaluate import scoring_times
     from training.progress import Steps
 
     ks = _parse_ks(k)
+    if test_share is not None and (holdout is not None or split is not SplitKind.random):
+        raise MallrecError("--test-share applies to --split random (without --holdout)")
+    share = 0.2 if test_share is None else test_share
+    if not 0 < share < 1:
+        raise MallrecError(f"--test-share must be between 0 and 1 (exclusive), not {share:g}")
     cfg = load_config(config)
     ds = _load(events, items, members, cfg.input.max_bad_share, since)
-    split_ds = make_split(ds, holdout, split, test_days)
+    steps = Steps(err)
+    clock = read_clock(ds.events)
+    steps.info(clock.line)
+    split_ds = make_split(ds, holdout, split, test_days, clock=clock, share=share, seed=seed)
     err.print(f"split: {len(split_ds.test_members):,} held-out pairs for "
               f"{len(set(split_ds.test_members.tolist())):,} members", highlight=False)
-    steps = Steps(err)
     notes: list[str] = []
-    results = run_eval(split_ds, cfg, ks=ks, steps=steps, notes=notes)
+    results = run_eval(split_ds, cfg, ks=ks, steps=steps, notes=notes, clock=clock)
     for note in notes:
         err.print(note, highlight=False)
+    scoring = scoring_times(steps.timings, list(results))
+    fits = {name: t for name, t in steps.timings.items() if not name.startswith("score ")}
+    err.print(f"scoring: {sum(scoring.values()):.1f}s for {len(scoring)} models ("
+              + ", ".join(f"{name} {t:.1f}s" for name, t in scoring.items())
+              + "); fitting: " + ", ".join(f"{name} {t:.1f}s" for name, t in fits.items()), highlight=False)
     print_metrics(results, ks)
     if json_out:
-        payload = {"split": holdout and str(holdout) or split.value, "k": list(ks), "models": results,
+        payload = {"split": holdout and str(holdout) or split.value, "clock": clock.kind,
+                   "test_share": share if split is SplitKind.random and holdout is None else None,
+                   "seed": seed, "k": list(ks), "models": results,
+                   "seconds": {"fit": fits, "score": scoring, "score_total": round(sum(scoring.values()), 3)},
                    "config": cfg.model_dump(mode="json")}
         json_out.write_text(json.dumps(payload, indent=2))
         err.print(f"metrics written to {json_out}")
@@ -193,20 +216,34 @@ def tune(
     out.print(f"best config written to {out_config}", highlight=False)
 
 
-def make_split(ds: Dataset, holdout: Path | None, split: SplitKind, test_days: float) -> Split:
-    from training.dataset import has_clock, holdout_split, leave_last_out, leave_random_out, temporal
+def make_split(ds: Dataset, holdout: Path | None, split: SplitKind, test_days: float,
+               clock: Clock | None = None, share: float = 0.2, seed: int = 0) -> Split:
+    from training.dataset import (
+        holdout_split,
+        leave_last_out,
+        leave_random_out,
+        leave_random_share,
+        read_clock,
+        temporal,
+    )
 
     if holdout is not None:
         from training.events import read_pairs
 
         members, items = read_pairs(holdout, ds)
         return holdout_split(ds, members, items)
+    clock = clock or read_clock(ds.events)
+    if split is SplitKind.random:
+        return leave_random_share(ds, share, seed)
     if split is SplitKind.temporal:
+        if clock.kind != "time":
+            raise MallrecError(f"--split temporal needs event times, and these events have {clock.kind} "
+                               f"(see the clock line): use --split random or leave-last-out")
         return temporal(ds, test_days)
-    if not has_clock(ds.events):  # "last" would be last in file order: hold out a random item instead
-        err.print("no usable clock (every event has the same time): leave-last-out holds out a random "
-                  "item per member (seeded) instead of the last in file order", highlight=False)
-        return leave_random_out(ds)
+    if not clock.has_order:  # "last" would be last in file order: hold out a random item instead
+        err.print(f"leave-last-out without a clock: holds out a random item per member (seed {seed}) "
+                  f"instead of the last in file order", highlight=False)
+        return leave_random_out(ds, seed)
     return leave_last_out(ds)
 
 

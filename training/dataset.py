@@ -115,9 +115,10 @@ def read_clock(ev: Interactions) -> Clock:
         t = int(ev.ts[0]) if len(ev) else 0
         return Clock("none", f"clock: none (every event has ts {t}): time decay and trending are off, "
                              f"validation and re-ranker labels hold out random items per member")
-    if int(ev.ts.max()) <= ORDER_MAX_TS and np.issubdtype(ev.ts.dtype, np.integer):
-        pairs = np.unique(np.stack([ev.member.astype(np.int64), ev.ts.astype(np.int64)]), axis=1)
-        member, ts = pairs
+    if int(ev.ts.min()) >= 0 and int(ev.ts.max()) <= ORDER_MAX_TS and np.issubdtype(ev.ts.dtype, np.integer):
+        width = int(ev.ts.max()) - int(ev.ts.min()) + 1  # one int64 key per (member, ts)
+        keys = np.unique(ev.member.astype(np.int64) * width + (ev.ts.astype(np.int64) - int(ev.ts.min())))
+        member, ts = keys // width, keys % width
         first = np.r_[True, member[1:] != member[:-1]]
         starts = np.flatnonzero(first)
         distinct = np.diff(np.r_[starts, len(member)])
@@ -135,23 +136,51 @@ def trending_has_history(ev: Interactions, window: float | None) -> bool:
     return len(ev) > 0 and int(ev.ts.min()) <= int(ev.ts.max()) - (window or 86400.0)
 
 
-def fit_clock(ds: Dataset, config: TrainConfig) -> tuple[TrainConfig, dict[str, str]]:
-    """The config as the data's clock allows, and one line per thing that falls back ("decay",
-    "trending").
+def fit_clock(ds: Dataset, config: TrainConfig, clock: Clock | None = None
+              ) -> tuple[TrainConfig, dict[str, str]]:
+    """The config as the data's clock (``read_clock``) allows, and one line per thing that falls
+    back ("decay", "trending").
 
-    No clock: time decay is off (every event would have age 0; a bundle that said otherwise would
-    make the service decay its history against the wall clock). Too short a clock for the trending
-    window: trending is plain popularity (``trending_scores``). The re-ranker's label split says its
-    own fallback (``training.reranker.label_split``)."""
+    ``clock``: the whole data's clock when ``ds`` is a split's training part (holding out items
+    breaks a member's run of positions, so the part alone could read as time).
+
+    - none: time decay is off (every event would have age 0; a bundle that said otherwise would
+      make the service decay its history against the wall clock) and trending is plain popularity.
+    - order: ts are positions, so an age measured from the data's newest event compares positions
+      of different members: global decay (``decay_from = "global"``, popularity's half-life) is
+      off and trending is plain popularity; member-relative decay counts steps and stays.
+    - time: unchanged; trending is plain popularity only when no event is older than its window.
+    The re-ranker's label split says its own fallback (``training.reranker.label_split``)."""
+    clock = clock or read_clock(ds.events)
     notes: dict[str, str] = {}
     w, pop = config.weighting, config.popularity
-    if not has_clock(ds.events) and (w.half_life or w.member_half_life or pop.half_life):
+    if clock.kind == "none" and (w.half_life or w.member_half_life or pop.half_life):
         notes["decay"] = (f"no clock: every event has the same time (ts {ds.now}), so time decay is off "
                           f"(weighting.half_life, weighting.member_half_life, popularity.half_life)")
         config = config.model_copy(update={
             "weighting": w.model_copy(update={"half_life": None, "member_half_life": None}),
             "popularity": pop.model_copy(update={"half_life": None})})
-    if len(ds.events) and not trending_has_history(ds.events, pop.trending_window):
+    elif clock.kind == "order":
+        off = []
+        if w.decay_from == "global" and (w.half_life or w.member_half_life):
+            off.append("weighting.half_life and weighting.member_half_life (decay_from global)")
+            w = w.model_copy(update={"half_life": None, "member_half_life": None})
+        if pop.half_life:
+            off.append("popularity.half_life")
+            pop = pop.model_copy(update={"half_life": None})
+        if off:
+            notes["decay"] = (f"clock order only: global time decay is off ({', '.join(off)}); "
+                              f"decay_from = \"member\" counts steps in each member's history and applies")
+            config = config.model_copy(update={"weighting": w, "popularity": pop})
+    if clock.kind == "order" and len(ds.events):
+        # a window wider than the data leaves no earlier rate: trending_scores is plain popularity
+        span = float(ds.events.ts.max() - ds.events.ts.min()) + 1.0
+        if (pop.trending_window or 86400.0) < span:
+            pop = pop.model_copy(update={"trending_window": span})
+            config = config.model_copy(update={"popularity": pop})
+        notes["trending"] = ("trending is plain popularity: ts are positions, not times, so there is "
+                             "no recent window")
+    elif len(ds.events) and not trending_has_history(ds.events, pop.trending_window):
         notes["trending"] = (f"trending is plain popularity: no event is older than the trending window "
                              f"({format_duration(pop.trending_window or 86400.0)}), so there is no "
                              f"earlier rate to grow from")

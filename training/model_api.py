@@ -5,8 +5,10 @@
     model.recommend(members, n, exclude) -> (items [len, n], scores [len, n])
     model.similar(items, n) -> (items [len, n], scores [len, n])
 
-Only `fit` and `score` differ between models; ranking, exclusion of already-seen items and batching
-live here once, so evaluation treats every model the same way.
+A model needs only `fit` and `score`: ranking (batched, exclusions, top-n), the scores of given
+items and each member's score mean/std (what a blend standardises with) have generic versions here
+built on `score`. A model with structure overrides them to skip the dense scores (popularity ranks
+from one global order, ALS computes a member's mean/std from its factors).
 """
 
 from __future__ import annotations
@@ -18,10 +20,18 @@ import scipy.sparse as sp
 
 from training.dataset import Dataset
 
+#: Memory one batch of dense float32 scores may take: rows per batch = this // (4 x n_items).
+BATCH_BYTES = 64 << 20
+
+
+def batch_rows(width: int, most: int) -> int:
+    """Members per dense batch of ``width`` scores: bounded by BATCH_BYTES and ``most``."""
+    return max(1, min(most, BATCH_BYTES // (4 * max(width, 1))))
+
 
 class Model:
     name: str = "model"
-    batch_size: int = 2048
+    batch_size: int = 4096  # at most this many members per dense batch (fewer for big catalogues)
 
     def fit(self, ds: Dataset, matrix: sp.csr_matrix) -> Self:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -31,52 +41,168 @@ class Model:
 
     def recommend(self, members: np.ndarray, n: int,
                   exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n items per member over the whole catalogue; items in ``exclude`` rows never appear.
-
-        Rows shorter than n (tiny catalogues) are padded with item -1 and score -inf.
-        """
+        """Top-n items per member over the whole catalogue, best first; items in ``exclude`` rows
+        never appear. Rows shorter than n (tiny catalogues) are padded with item -1 and score -inf."""
         members = np.asarray(members, dtype=np.int64)
         out_items = np.full((len(members), n), -1, dtype=np.int64)
         out_scores = np.full((len(members), n), -np.inf, dtype=np.float32)
-        for start in range(0, len(members), self.batch_size):
-            batch = members[start:start + self.batch_size]
-            scores = np.array(self.score(batch), dtype=np.float32, copy=True)
+        start, step = 0, min(self.batch_size, 256)  # the first batch tells the catalogue's width
+        while start < len(members):
+            batch = members[start:start + step]
+            scores = np.asarray(self.score(batch), dtype=np.float32)
+            if not (scores.flags.writeable and scores.flags.owndata):  # never write into a model's arrays
+                scores = scores.copy()
             if exclude is not None:
-                rows = exclude[batch]
-                scores[np.repeat(np.arange(len(batch)), np.diff(rows.indptr)), rows.indices] = -np.inf
+                mask_rows(scores, exclude, batch)
             items, top = top_n(scores, n)
             out_items[start:start + len(batch), :items.shape[1]] = items
             out_scores[start:start + len(batch), :items.shape[1]] = top
+            start += len(batch)
+            step = batch_rows(scores.shape[1], self.batch_size)
         out_items[~np.isfinite(out_scores)] = -1
         return out_items, out_scores
+
+    def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``items[i]``'s scores for ``members[i]`` (item -1: -inf), float32 like `recommend`'s."""
+        members = np.asarray(members, dtype=np.int64)
+        out = np.full(items.shape, -np.inf, dtype=np.float32)
+        step = self.batch_size
+        for start in range(0, len(members), step):
+            scores = np.asarray(self.score(members[start:start + step]), dtype=np.float32)
+            step = batch_rows(scores.shape[1], self.batch_size)
+            rows = items[start:start + len(scores)]
+            out[start:start + len(scores)] = np.take_along_axis(scores, np.maximum(rows, 0), axis=1)
+        out[items < 0] = -np.inf
+        return out
+
+    def score_stats(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's mean and standard deviation over all finite item scores (float32)."""
+        members = np.asarray(members, dtype=np.int64)
+        mean = np.zeros(len(members), dtype=np.float32)
+        std = np.zeros(len(members), dtype=np.float32)
+        step = self.batch_size
+        for start in range(0, len(members), step):
+            scores = np.asarray(self.score(members[start:start + step]), dtype=np.float32)
+            step = batch_rows(scores.shape[1], self.batch_size)
+            m, s = row_stats(scores)
+            mean[start:start + len(scores)], std[start:start + len(scores)] = m, s
+        return mean, std
 
     def similar(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError(f"{self.name} has no item similarity")
 
 
+def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix, members: np.ndarray) -> None:
+    """Set ``scores[i, j] = -inf`` for each item j in ``exclude``'s row of ``members[i]``."""
+    rows = exclude[members]
+    scores[np.repeat(np.arange(len(members)), np.diff(rows.indptr)), rows.indices] = -np.inf
+
+
+def row_stats(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and std of the finite values (float32, as `standardise` computes them)."""
+    finite = np.isfinite(scores)
+    if finite.all():
+        return scores.mean(axis=1, dtype=np.float32), scores.std(axis=1, dtype=np.float32)
+    masked = np.where(finite, scores, np.nan)
+    return np.nanmean(masked, axis=1), np.nanstd(masked, axis=1)
+
+
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n of a dense score matrix, best first (argpartition, then a small sort)."""
-    n = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    """Row-wise top-n of a dense score matrix, best first (ties: lower column first).
+
+    A full argpartition writes an index for every score; instead, the n-th best score of every
+    ``stride``-th column is a threshold at or below the row's n-th best, so only the few scores
+    at or above it (about n x stride a row) are partitioned. Rows where that selects too many
+    (heavy ties, -inf rows) take the plain path."""
+    b, width = scores.shape
+    n = min(n, width)
+    if n == 0 or b == 0:
+        return np.zeros((b, n), dtype=np.int64), np.zeros((b, n), dtype=scores.dtype)
+    stride = min(16, 320 // n)
+    if stride < 2 or width < 4 * n * stride:
+        return _top_plain(scores, np.arange(width), n)
+    threshold = np.partition(scores[:, ::stride], -n, axis=1)[:, -n]
+    mask = scores >= threshold[:, None]
+    counts = np.count_nonzero(mask, axis=1)
+    wide = counts > 8 * n * stride
+    mask[wide] = False
+    rows, cols = np.nonzero(mask)
+    counts[wide] = 0
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    pos = np.arange(len(rows)) - starts[rows]
+    room = max(int(counts.max()), n)
+    packed = np.full((b, room), -np.inf, dtype=scores.dtype)
+    packed_cols = np.zeros((b, room), dtype=np.int64)
+    packed[rows, pos] = scores[rows, cols]
+    packed_cols[rows, pos] = cols
+    items, top = _top_plain(packed, packed_cols, n)
+    if wide.any():
+        items[wide], top[wide] = _top_plain(scores[wide], np.arange(width), n)
+    return items, top
+
+
+def _top_plain(scores: np.ndarray, cols: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n by argpartition, then sorted by (score desc, column); ``cols`` maps positions to items
+    (one row for all, or one per row)."""
+    part = np.argpartition(scores, scores.shape[1] - n, axis=1)[:, -n:]
     part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+    part_cols = cols[part] if cols.ndim == 1 else np.take_along_axis(cols, part, axis=1)
+    order = np.lexsort((part_cols, -part_scores), axis=-1)
+    return np.take_along_axis(part_cols, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def top_from_pairs(n_rows: int, rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n: int,
+                   exclude_keys: np.ndarray | None, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n per row of scored (row, item) candidate pairs, duplicates and ``exclude_keys``
+    (row * n_items + item, sorted) dropped; padded with item -1 and score -inf."""
+    keys, first = np.unique(rows.astype(np.int64) * n_items + items, return_index=True)
+    if exclude_keys is not None and len(exclude_keys):
+        keep = ~np.isin(keys, exclude_keys, assume_unique=True)
+        keys, first = keys[keep], first[keep]
+    r = keys // n_items
+    counts = np.bincount(r, minlength=n_rows)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    pos = np.arange(len(keys)) - starts[r]
+    room = max(int(counts.max()) if n_rows else 0, n)
+    packed = np.full((n_rows, room), -np.inf, dtype=np.float32)
+    packed_items = np.full((n_rows, room), -1, dtype=np.int64)
+    packed[r, pos] = scores[first]
+    packed_items[r, pos] = keys % n_items
+    return _top_plain(packed, packed_items, n)
+
+
+def exclusion_keys(exclude: sp.csr_matrix | None, members: np.ndarray, n_items: int) -> np.ndarray | None:
+    """Sorted row * n_items + item keys of ``exclude``'s rows for ``members`` (rows = positions)."""
+    if exclude is None:
+        return None
+    rows = exclude[members]
+    r = np.repeat(np.arange(len(members), dtype=np.int64), np.diff(rows.indptr))
+    return np.unique(r * n_items + rows.indices)
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
     """Per-row z-score so models on different scales can be blended."""
-    finite = np.where(np.isfinite(scores), scores, np.nan)
-    mean = np.nanmean(finite, axis=1, keepdims=True)
-    std = np.nanstd(finite, axis=1, keepdims=True)
-    return (scores - mean) / np.where(std > 0, std, 1.0)
+    mean, std = row_stats(scores)
+    return _z(scores, mean[:, None], std[:, None])
+
+
+def _z(scores: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return (scores - mean) / np.where(std > 0, std, np.float32(1.0))
 
 
 class Blend(Model):
-    """Weighted blend of standardised scores of already-fitted models (e.g. ALS + popularity)."""
+    """Weighted blend of standardised scores of already-fitted models (e.g. ALS + popularity).
 
-    def __init__(self, name: str, parts: list[tuple[Model, float]]):
+    `recommend` blends the union of each part's top ``candidates`` (each part's scores standardised
+    with the member's full-row mean and std), not every item. An item outside the union scores at
+    most the blend of each part's last candidate score; a member whose n-th blended score does not
+    beat that bound is ranked over every item instead, so the result is the full ranking's."""
+
+    def __init__(self, name: str, parts: list[tuple[Model, float]], candidates: int = 100):
         self.name = name
         self.parts = parts
+        self.candidates = candidates
+        self.full_rows = 0  # members the last `recommend` ranked over every item (bound not met)
 
     def fit(self, ds: Dataset, matrix: sp.csr_matrix) -> Self:
         return self
@@ -84,8 +210,77 @@ class Blend(Model):
     def score(self, members: np.ndarray) -> np.ndarray:
         total: np.ndarray | None = None
         for model, weight in self.parts:
-            part = weight * standardise(model.score(members).astype(np.float32))
+            part = weight * standardise(np.asarray(model.score(members), dtype=np.float32))
             total = part if total is None else total + part
         if total is None:
             raise ValueError(f"blend {self.name!r} has no parts")
         return total
+
+    def recommend(self, members: np.ndarray, n: int,
+                  exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        members = np.asarray(members, dtype=np.int64)
+        if not self.parts or any(w < 0 for _, w in self.parts) or len(members) == 0:
+            return super().recommend(members, n, exclude)
+        depth = max(n, self.candidates)
+        lists, stats = [], []
+        for model, _ in self.parts:
+            lists.append(model.recommend(members, depth, exclude))
+            stats.append(model.score_stats(members))
+        union = np.sort(np.concatenate([items for items, _ in lists], axis=1), axis=1)
+        union[:, 1:][union[:, 1:] == union[:, :-1]] = -1  # each item once
+        blended = np.zeros(union.shape, dtype=np.float32)
+        bound = np.zeros(len(members), dtype=np.float32)
+        for (model, weight), (_, scores), (mean, std) in zip(self.parts, lists, stats, strict=True):
+            if weight > 0:  # a part weighted 0 adds nothing (and would turn -inf into nan)
+                blended += weight * _z(model.score_items(members, union), mean[:, None], std[:, None])
+                bound += weight * _z(scores[:, -1], mean, std)
+        blended[union < 0] = -np.inf
+        items, top = _top_plain(blended, union, min(n, union.shape[1]))
+        out_items = np.full((len(members), n), -1, dtype=np.int64)
+        out_scores = np.full((len(members), n), -np.inf, dtype=np.float32)
+        out_items[:, :items.shape[1]], out_scores[:, :items.shape[1]] = items, top
+        # float noise between a part's ranking and its item scores: a small margin, then re-rank
+        with np.errstate(invalid="ignore"):  # a part that ran out of items: bound -inf, nothing outside
+            unsure = out_scores[:, -1] <= bound + 1e-4 * (1 + np.abs(bound))
+        self.full_rows = int(unsure.sum())
+        if self.full_rows:
+            out_items[unsure], out_scores[unsure] = super().recommend(members[unsure], n, exclude)
+        out_items[~np.isfinite(out_scores)] = -1
+        return out_items, out_scores
+
+
+class Ranked(Model):
+    """A fitted model whose last ranking is kept: evaluation asks a blend's parts for their top
+    candidates and the same models for their own top n, which is a prefix of the first answer."""
+
+    def __init__(self, model: Model, depth: int = 0):
+        self.model, self.name, self.depth = model, model.name, depth
+        self._last: tuple[np.ndarray, sp.csr_matrix | None, np.ndarray, np.ndarray] | None = None
+
+    def fit(self, ds: Dataset, matrix: sp.csr_matrix) -> Self:
+        self.model.fit(ds, matrix)
+        self._last = None
+        return self
+
+    def score(self, members: np.ndarray) -> np.ndarray:
+        return self.model.score(members)
+
+    def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.model.score_items(members, items)
+
+    def score_stats(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.score_stats(members)
+
+    def similar(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.similar(items, n)
+
+    def recommend(self, members: np.ndarray, n: int,
+                  exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        members = np.asarray(members, dtype=np.int64)
+        last = self._last
+        if (last is not None and last[1] is exclude and last[2].shape[1] >= n
+                and np.array_equal(last[0], members)):
+            return last[2][:, :n].copy(), last[3][:, :n].copy()
+        items, scores = self.model.recommend(members, max(n, self.depth), exclude)
+        self._last = (members.copy(), exclude, items, scores)
+        return items[:, :n].copy(), scores[:, :n].copy()

@@ -12,7 +12,10 @@ import scipy.sparse as sp
 
 from training.config import PopularityConfig, Weighting
 from training.dataset import Dataset, decay, trending_has_history
-from training.model_api import Model
+from training.model_api import Model, exclusion_keys, row_stats, top_from_pairs
+
+#: Candidate cells (members x list length) one popularity ranking batch may hold.
+CELLS = 1 << 24
 
 
 def global_popularity(ds: Dataset, weighting: Weighting, half_life: float | None) -> np.ndarray:
@@ -63,6 +66,54 @@ class GlobalPopularity(Model):
     def score(self, members: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.scores, (len(members), len(self.scores)))
 
+    def recommend(self, members: np.ndarray, n: int,
+                  exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One global order (score desc, then item code) for everyone: each member's top n are the
+        first n items of it that are not in their ``exclude`` row."""
+        order = np.lexsort((np.arange(len(self.scores)), -self.scores))
+        items = ordered_top(order, np.asarray(members, dtype=np.int64), n, exclude)
+        scores = np.where(items >= 0, self.scores[np.maximum(items, 0)], -np.inf).astype(np.float32)
+        return items, scores
+
+    def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.where(items >= 0, self.scores[np.maximum(items, 0)], -np.inf).astype(np.float32)
+
+    def score_stats(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = row_stats(self.scores[None, :].astype(np.float32))
+        return np.repeat(mean, len(members)), np.repeat(std, len(members))
+
+
+def ordered_top(order: np.ndarray, members: np.ndarray, n: int, exclude: sp.csr_matrix | None,
+                extra: np.ndarray | None = None) -> np.ndarray:
+    """Per member, the first n items of ``order`` not in their ``exclude`` row (padded with -1).
+
+    Only the head of the order can be reached: n plus the most items a member excludes. ``extra``
+    (per member) lengthens each member's reach instead of n (category lists use it)."""
+    out = np.full((len(members), n), -1, dtype=np.int64)
+    if len(members) == 0 or n == 0:
+        return out
+    counts = np.zeros(len(members), dtype=np.int64) if exclude is None else \
+        np.diff(exclude.indptr)[members]
+    reach = min(len(order), n + int(counts.max()))
+    head = order[:reach]
+    place = np.full(int(order.max()) + 1 if len(order) else 0, -1, dtype=np.int64)
+    place[head] = np.arange(reach)
+    step = max(1, CELLS // max(reach, 1))
+    for start in range(0, len(members), step):
+        batch = members[start:start + step]
+        blocked = np.zeros((len(batch), reach), dtype=bool)
+        if exclude is not None:
+            rows = exclude[batch]
+            r = np.repeat(np.arange(len(batch)), np.diff(rows.indptr))
+            p = place[rows.indices] if len(place) else np.zeros(0, dtype=np.int64)
+            hit = p >= 0
+            blocked[r[hit], p[hit]] = True
+        keep = ~blocked
+        rank = np.cumsum(keep, axis=1) - 1
+        rr, cc = np.nonzero(keep & (rank < n))
+        out[start + rr, rank[rr, cc]] = head[cc]
+    return out
+
 
 class TrendingPopularity(GlobalPopularity):
     name = "trending"
@@ -89,6 +140,11 @@ class CategoryPopularity(Model):
         self.item_category = codes
         pop = global_popularity(ds, self.weighting, self.cfg.half_life)
         self.pop = pop / (pop.max() or 1.0)
+        self.floor = 1e-3 * self.pop  # float32: the small global term every item gets
+        # popularity order overall and within each category (ties: lower item code first)
+        self.order = np.lexsort((np.arange(ds.n_items), -self.pop))
+        self.category_order = self.order[np.argsort(codes[self.order], kind="stable")]
+        self.category_ptr = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(self.categories)))]
         # member x category affinity from the confidence matrix
         cat_of = sp.csr_matrix((np.ones(ds.n_items, dtype=np.float32), (np.arange(ds.n_items), codes)),
                                shape=(ds.n_items, len(self.categories)))
@@ -99,7 +155,73 @@ class CategoryPopularity(Model):
 
     def score(self, members: np.ndarray) -> np.ndarray:
         share = self.affinity[members].toarray()[:, self.item_category]  # [b, n_items]
-        return share * self.pop + 1e-3 * self.pop
+        return share * self.pop + self.floor
+
+    def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
+        it = np.maximum(items, 0)
+        share = np.take_along_axis(self.affinity[members].toarray(), self.item_category[it], axis=1)
+        return np.where(items >= 0, share * self.pop[it] + self.floor[it], -np.inf).astype(np.float32)
+
+    def recommend(self, members: np.ndarray, n: int,
+                  exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Within a category the order is popularity's, so a member's top n lie in the heads of
+        the popularity order of each category they engage with and of the whole catalogue (for
+        items of their other categories): those heads are scored, not every item."""
+        members = np.asarray(members, dtype=np.int64)
+        n_items, n_cats = len(self.pop), len(self.categories)
+        out_items = np.full((len(members), n), -1, dtype=np.int64)
+        out_scores = np.full((len(members), n), -np.inf, dtype=np.float32)
+        if n == 0 or len(members) == 0:
+            return out_items, out_scores
+        step = max(1, CELLS // (8 * max(n, n_cats)))  # the batch's dense category shares
+        for start in range(0, len(members), step):
+            batch = members[start:start + step]
+            rows, items = self._candidates(batch, n, exclude)
+            share = self.affinity[batch].toarray()
+            scores = (share[rows, self.item_category[items]] * self.pop[items] + self.floor[items])
+            top_items, top = top_from_pairs(len(batch), rows, items, scores.astype(np.float32), n,
+                                            exclusion_keys(exclude, batch, n_items), n_items)
+            out_items[start:start + len(batch)], out_scores[start:start + len(batch)] = top_items, top
+        out_items[~np.isfinite(out_scores)] = -1
+        return out_items, out_scores
+
+    def _candidates(self, batch: np.ndarray, n: int, exclude: sp.csr_matrix | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(batch row, item) pairs: per member, n + (their excluded items) from the global order,
+        and per category they engage with, n + (their excluded items in it) from its order."""
+        b = len(batch)
+        n_cats = len(self.categories)
+        seen_rows = np.zeros(0, dtype=np.int64)
+        seen_items = np.zeros(0, dtype=np.int64)
+        if exclude is not None:
+            ex = exclude[batch]
+            seen_rows = np.repeat(np.arange(b), np.diff(ex.indptr))
+            seen_items = ex.indices.astype(np.int64)
+        seen_all = np.bincount(seen_rows, minlength=b)
+        aff = self.affinity[batch].tocoo()
+        pair_rows, pair_cats = aff.row[aff.data > 0].astype(np.int64), aff.col[aff.data > 0].astype(np.int64)
+        seen_keys, seen_counts = np.unique(seen_rows * n_cats + self.item_category[seen_items],
+                                           return_counts=True)
+        pair_keys = pair_rows * n_cats + pair_cats
+        at = np.minimum(np.searchsorted(seen_keys, pair_keys), max(len(seen_keys) - 1, 0))
+        seen_pair = np.where(seen_keys[at] == pair_keys, seen_counts[at], 0) if len(seen_keys) else \
+            np.zeros(len(pair_keys), dtype=np.int64)
+        sizes = np.diff(self.category_ptr)
+        take = np.minimum(n + seen_pair, sizes[pair_cats])
+        cat_rows = np.repeat(pair_rows, take)
+        cat_pos = np.repeat(self.category_ptr[pair_cats], take) + _ranges(take)
+        head = np.minimum(n + seen_all, len(self.order))
+        glob_rows = np.repeat(np.arange(b), head)
+        rows = np.concatenate([glob_rows, cat_rows])
+        items = np.concatenate([self.order[_ranges(head)], self.category_order[cat_pos]])
+        return rows, items
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """0..len-1 for each length, concatenated."""
+    total = int(lengths.sum())
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    return np.arange(total) - np.repeat(starts, lengths)
 
 
 def _category_codes(category: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
