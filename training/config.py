@@ -182,6 +182,20 @@ class RerankerConfig(_Strict):
         return value
 
 
+class ItemModelConfig(_Strict):
+    """RP3beta, the item-to-item model beside ALS (training/rp3beta.py): a candidate source ("because
+    you liked X") and a part of the blend."""
+
+    enabled: bool = True
+    k: int = Field(100, ge=1, le=1000)  # neighbours kept per item: the model, and what the service serves
+    alpha: float = Field(0.5, gt=0, le=2)  # transition probabilities ** alpha (< 1 flattens heavy rows)
+    beta: float = Field(0.2, ge=0, le=1)  # arrival divided by popularity ** beta (> 0 favours the long tail)
+    blend: float = Field(0.5, ge=0, le=1)  # its share in the ALS blend (standardised scores)
+    # The fit's cost is one multiply-add per item -> member -> item walk (the sum over members of their
+    # items squared), a few million a second on one core; above this it is skipped with a note.
+    max_paths: int = Field(1_000_000_000, ge=1)
+
+
 class TrainConfig(_Strict):
     weighting: Weighting = Weighting()
     als: AlsConfig = AlsConfig()
@@ -190,6 +204,7 @@ class TrainConfig(_Strict):
     index: IndexConfig = IndexConfig()
     input: InputConfig = InputConfig()
     reranker: RerankerConfig = RerankerConfig()
+    item_model: ItemModelConfig = ItemModelConfig()
     # Share of ALS score vs popularity in the `als+popularity` blend (rank-based).
     blend_popularity: float = Field(0.1, ge=0, le=1)
 

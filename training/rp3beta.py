@@ -1,0 +1,163 @@
+"""RP3beta: the item-to-item model beside ALS, and its top-k neighbour table.
+
+A 3-step random walk member -> item -> member -> item (Paudel et al. 2016, as formulated by Dacrema
+et al. 2019): from item i to a member who has it, then to one of that member's items j, each step
+with probability proportional to the confidence, raised to ``alpha``; the arrival probability is
+divided by j's popularity ** ``beta`` so hits are not only best-sellers. Only the ``k`` strongest j
+per i are kept, so the model is a sparse items x items matrix W; a member scores their confidence
+row times W ("because you liked X": row X of W).
+
+Cost. The walk visits, per member, every pair of their items: ``walk_paths`` = sum over members of
+(items they have)^2 multiply-adds, which is the fit's time. W is built a block of item rows at a
+time with at most ``block_paths`` walks per block (memory about 30 bytes per walk of a block), plus
+n_items x k kept entries (8 bytes each). Past ``max_paths`` the fit is skipped with a note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from training.config import ItemModelConfig
+from training.dataset import Dataset
+from training.model_api import Model
+
+BLOCK_PATHS = 10_000_000  # walks per block of item rows: ~300 MB for the block's product and its sort
+
+
+def top_k_rows(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """The k largest entries of each row of ``m`` (ties: lower column first), as CSR in column order."""
+    m = sp.csr_matrix(m)
+    m.sort_indices()
+    lengths = np.diff(m.indptr)
+    rows = np.repeat(np.arange(m.shape[0]), lengths)
+    order = np.lexsort((-m.data, rows))  # within a row: largest first, stable on column order
+    rank = np.arange(len(order)) - m.indptr[rows[order]]
+    keep = np.sort(order[rank < k])
+    return sp.csr_matrix((m.data[keep], m.indices[keep], np.r_[0, np.cumsum(np.minimum(lengths, k))]),
+                         shape=m.shape)
+
+
+def neighbour_table(w: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per item its k strongest positive neighbours in ``w``, best first: (ids [n, k] int32, scores
+    [n, k] float32); missing ones are -1 with score 0."""
+    w = sp.csr_matrix(w)
+    top = top_k_rows(sp.csr_matrix((np.maximum(w.data, 0), w.indices, w.indptr), shape=w.shape), k)
+    top.eliminate_zeros()
+    n = top.shape[0]
+    ids = np.full((n, k), -1, dtype=np.int32)
+    scores = np.zeros((n, k), dtype=np.float32)
+    rows = np.repeat(np.arange(n), np.diff(top.indptr))
+    order = np.lexsort((-top.data, rows))  # best first within each row
+    rank = np.arange(len(order)) - top.indptr[rows[order]]
+    ids[rows[order], rank] = top.indices[order]
+    scores[rows[order], rank] = top.data[order]
+    return ids, scores
+
+
+def item_walks(matrix: sp.csr_matrix) -> np.ndarray:
+    """Per item, the walks item -> member -> item starting from it: the sum of its members' history
+    lengths (int64). Their total is the fit's multiply-adds."""
+    lengths = np.diff(sp.csr_matrix(matrix).indptr).astype(np.int64)
+    csc = sp.csc_matrix(matrix)
+    item = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
+    return np.bincount(item, weights=lengths[csc.indices], minlength=csc.shape[1]).astype(np.int64)
+
+
+def walk_blocks(walks: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive item ranges of at most ``budget`` walks each (an item over budget alone)."""
+    bounds = [0]
+    total = 0
+    ends = np.cumsum(walks)
+    while bounds[-1] < len(walks):
+        start = bounds[-1]
+        stop = int(np.searchsorted(ends, total + budget, side="right"))
+        stop = max(stop, start + 1)
+        total = int(ends[stop - 1])
+        bounds.append(stop)
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+class RP3beta(Model):
+    """The walk model behind the shared model API; ``weights`` is W (items x items, top k per row)."""
+
+    name = "rp3beta"
+    batch_size = 1024  # dense [batch, n_items] scores: 1,024 x 100k items is 400 MB of float32
+    matrix: sp.csr_matrix  # members x items confidence, as fitted
+    weights: sp.csr_matrix
+
+    def __init__(self, k: int = 100, alpha: float = 0.5, beta: float = 0.2, block_paths: int = BLOCK_PATHS):
+        self.k, self.alpha, self.beta, self.block_paths = k, alpha, beta, block_paths
+
+    def fit(self, ds: Dataset | None, matrix: sp.csr_matrix) -> Self:
+        self.matrix = sp.csr_matrix(matrix, dtype=np.float32)
+        p_ui = _row_normalised(self.matrix, self.alpha)  # member -> item
+        p_iu = _row_normalised(sp.csr_matrix(self.matrix.T), self.alpha)  # item -> member
+        degree = np.diff(p_iu.indptr).astype(np.float32)  # members per item
+        scale = (np.where(degree > 0, degree, 1.0) ** -self.beta).astype(np.float32)
+        blocks = []
+        for start, stop in walk_blocks(item_walks(self.matrix), self.block_paths):
+            block = sp.csr_matrix(p_iu[start:stop] @ p_ui)
+            block.data *= scale[block.indices]
+            rows = np.repeat(np.arange(start, stop), np.diff(block.indptr))
+            block.data[block.indices == rows] = 0  # an item is not its own neighbour
+            block.eliminate_zeros()
+            blocks.append(top_k_rows(block, self.k))
+        n = self.matrix.shape[1]
+        joined = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((n, n))
+        self.weights = joined.astype(np.float32)
+        return self
+
+    def score(self, members: np.ndarray) -> np.ndarray:
+        return np.asarray((self.matrix[np.asarray(members)] @ self.weights).toarray(), dtype=np.float32)
+
+    def neighbours(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The "because you liked X" table: per item its k strongest arrivals (see `neighbour_table`)."""
+        return neighbour_table(self.weights, k)
+
+    def similar(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = sp.csr_matrix(self.weights[np.asarray(items)])
+        return neighbour_table(rows, n)
+
+
+def _row_normalised(m: sp.csr_matrix, power: float) -> sp.csr_matrix:
+    """Rows scaled to sum 1 (transition probabilities), then each entry ** power."""
+    totals = np.asarray(m.sum(axis=1)).ravel()
+    inv = (1.0 / np.where(totals > 0, totals, 1.0)).astype(np.float32)
+    out = sp.csr_matrix(sp.diags(inv) @ m, dtype=np.float32)
+    if power != 1.0:
+        np.power(out.data, power, out=out.data)
+    return out
+
+
+@dataclass
+class ItemModelFit:
+    """What `fit_item_model` did: the model, or None with the reason, and figures for the manifest."""
+
+    model: RP3beta | None
+    note: str | None  # why it was skipped (None when fitted)
+    walks: int  # the fit's multiply-adds (sum of squared history lengths)
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"fitted": self.model is not None, "walks": self.walks}
+        if self.model is not None:
+            out["nnz"] = int(self.model.weights.nnz)
+        if self.note:
+            out["skipped"] = self.note
+        return out
+
+
+def fit_item_model(ds: Dataset, matrix: sp.csr_matrix, cfg: ItemModelConfig) -> ItemModelFit:
+    """RP3beta as the config asks, or None with a one-line note (off, or too many walks)."""
+    walks = int(item_walks(matrix).sum())
+    if not cfg.enabled:
+        return ItemModelFit(None, "item_model.enabled is false", walks)
+    if walks > cfg.max_paths:
+        return ItemModelFit(None, f"RP3beta skipped: {walks:,} item-member-item walks (the sum of each "
+                                  f"member's items squared) > item_model.max_paths {cfg.max_paths:,}",
+                            walks)
+    model = RP3beta(cfg.k, cfg.alpha, cfg.beta).fit(ds, matrix)
+    return ItemModelFit(model, None, walks)
