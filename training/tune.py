@@ -118,8 +118,8 @@ class TuneResult:
         v = self.validation
         lines = [f"written by `mallrec tune` (seed {self.seed}): {len(self.trials)} trials in "
                  f"{self.seconds:.0f}s",
-                 f"validation: {v['split']}, {v['members_scored']:,} members, "
-                 f"{v['held_out_pairs']:,} held-out pairs; objective {self.metric}"]
+                 f"validation: {v['split']}, {v['held_out_pairs']:,} held-out pairs, "
+                 f"{v['members_scored']:,} members scored; objective {self.metric}"]
         base = "failed" if self.base_score is None else f"{self.base_score:.4f}"
         lines.append(f"starting config {base} -> this config {self.best_score:.4f} "
                      f"(trial {self.best_number})")
