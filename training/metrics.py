@@ -27,11 +27,10 @@ def ranking_metrics(recommended: np.ndarray, truth: sp.csr_matrix, members: np.n
     given = np.asarray(recommended)[:, :width]
     top[:, :given.shape[1]] = given
     # hit matrix: is top[i, r] among member i's held-out items?
-    hit = np.zeros(top.shape, dtype=bool)
-    for i in range(len(members)):  # per member set lookup; members x K is small
-        t = rows.indices[rows.indptr[i]:rows.indptr[i + 1]]
-        if len(t):
-            hit[i] = np.isin(top[i], t)
+    # one lookup of (row, item) keys for all members at once
+    span = max(n_items, int(top.max(initial=0)) + 1, int(rows.indices.max(initial=0)) + 1)
+    held = np.repeat(np.arange(len(members), dtype=np.int64), n_truth) * span + rows.indices
+    hit = (top >= 0) & np.isin(np.arange(len(members), dtype=np.int64)[:, None] * span + top, held)
     # only members with held-out items are averaged (a member with none cannot hit)
     has = n_truth > 0
     discounts = 1.0 / np.log2(np.arange(width) + 2)

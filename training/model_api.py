@@ -120,7 +120,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((b, n), dtype=np.int64), np.zeros((b, n), dtype=scores.dtype)
     stride = min(16, 320 // n)
     if stride < 2 or width < 4 * n * stride:
-        return _top_plain(scores, np.arange(width), n)
+        return top_plain(scores, np.arange(width), n)
     threshold = np.partition(scores[:, ::stride], -n, axis=1)[:, -n]
     mask = scores >= threshold[:, None]
     counts = np.count_nonzero(mask, axis=1)
@@ -135,13 +135,13 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     packed_cols = np.zeros((b, room), dtype=np.int64)
     packed[rows, pos] = scores[rows, cols]
     packed_cols[rows, pos] = cols
-    items, top = _top_plain(packed, packed_cols, n)
+    items, top = top_plain(packed, packed_cols, n)
     if wide.any():
-        items[wide], top[wide] = _top_plain(scores[wide], np.arange(width), n)
+        items[wide], top[wide] = top_plain(scores[wide], np.arange(width), n)
     return items, top
 
 
-def _top_plain(scores: np.ndarray, cols: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def top_plain(scores: np.ndarray, cols: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-n by argpartition, then sorted by (score desc, column); ``cols`` maps positions to items
     (one row for all, or one per row)."""
     part = np.argpartition(scores, scores.shape[1] - n, axis=1)[:, -n:]
@@ -151,33 +151,14 @@ def _top_plain(scores: np.ndarray, cols: np.ndarray, n: int) -> tuple[np.ndarray
     return np.take_along_axis(part_cols, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
 
 
-def top_from_pairs(n_rows: int, rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n: int,
-                   exclude_keys: np.ndarray | None, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-n per row of scored (row, item) candidate pairs, duplicates and ``exclude_keys``
-    (row * n_items + item, sorted) dropped; padded with item -1 and score -inf."""
-    keys, first = np.unique(rows.astype(np.int64) * n_items + items, return_index=True)
-    if exclude_keys is not None and len(exclude_keys):
-        keep = ~np.isin(keys, exclude_keys, assume_unique=True)
-        keys, first = keys[keep], first[keep]
-    r = keys // n_items
-    counts = np.bincount(r, minlength=n_rows)
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    pos = np.arange(len(keys)) - starts[r]
-    room = max(int(counts.max()) if n_rows else 0, n)
-    packed = np.full((n_rows, room), -np.inf, dtype=np.float32)
-    packed_items = np.full((n_rows, room), -1, dtype=np.int64)
-    packed[r, pos] = scores[first]
-    packed_items[r, pos] = keys % n_items
-    return _top_plain(packed, packed_items, n)
-
-
 def exclusion_keys(exclude: sp.csr_matrix | None, members: np.ndarray, n_items: int) -> np.ndarray | None:
     """Sorted row * n_items + item keys of ``exclude``'s rows for ``members`` (rows = positions)."""
     if exclude is None:
         return None
     rows = exclude[members]
     r = np.repeat(np.arange(len(members), dtype=np.int64), np.diff(rows.indptr))
-    return np.unique(r * n_items + rows.indices)
+    keys = r * n_items + rows.indices
+    return keys if np.all(keys[1:] > keys[:-1]) else np.unique(keys)  # sorted rows: already unique
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
@@ -235,7 +216,7 @@ class Blend(Model):
                 blended += weight * _z(model.score_items(members, union), mean[:, None], std[:, None])
                 bound += weight * _z(scores[:, -1], mean, std)
         blended[union < 0] = -np.inf
-        items, top = _top_plain(blended, union, min(n, union.shape[1]))
+        items, top = top_plain(blended, union, min(n, union.shape[1]))
         out_items = np.full((len(members), n), -1, dtype=np.int64)
         out_scores = np.full((len(members), n), -np.inf, dtype=np.float32)
         out_items[:, :items.shape[1]], out_scores[:, :items.shape[1]] = items, top

@@ -12,9 +12,9 @@ import scipy.sparse as sp
 
 from training.config import PopularityConfig, Weighting
 from training.dataset import Dataset, decay, trending_has_history
-from training.model_api import Model, exclusion_keys, row_stats, top_from_pairs
+from training.model_api import Model, exclusion_keys, row_stats, top_plain
 
-#: Candidate cells (members x list length) one popularity ranking batch may hold.
+#: Candidate cells one category popularity batch may hold.
 CELLS = 1 << 24
 
 
@@ -83,35 +83,34 @@ class GlobalPopularity(Model):
         return np.repeat(mean, len(members)), np.repeat(std, len(members))
 
 
-def ordered_top(order: np.ndarray, members: np.ndarray, n: int, exclude: sp.csr_matrix | None,
-                extra: np.ndarray | None = None) -> np.ndarray:
+def ordered_top(order: np.ndarray, members: np.ndarray, n: int, exclude: sp.csr_matrix | None) -> np.ndarray:
     """Per member, the first n items of ``order`` not in their ``exclude`` row (padded with -1).
 
-    Only the head of the order can be reached: n plus the most items a member excludes. ``extra``
-    (per member) lengthens each member's reach instead of n (category lists use it)."""
+    With a member's excluded positions in the order sorted, b_0 < b_1 < ..., their j-th free
+    position is j + #{i: b_i - i <= j}: one sorted search for all members, nothing per item."""
     out = np.full((len(members), n), -1, dtype=np.int64)
-    if len(members) == 0 or n == 0:
+    if len(members) == 0 or n == 0 or len(order) == 0:
         return out
-    counts = np.zeros(len(members), dtype=np.int64) if exclude is None else \
-        np.diff(exclude.indptr)[members]
-    reach = min(len(order), n + int(counts.max()))
-    head = order[:reach]
-    place = np.full(int(order.max()) + 1 if len(order) else 0, -1, dtype=np.int64)
-    place[head] = np.arange(reach)
-    step = max(1, CELLS // max(reach, 1))
-    for start in range(0, len(members), step):
-        batch = members[start:start + step]
-        blocked = np.zeros((len(batch), reach), dtype=bool)
-        if exclude is not None:
-            rows = exclude[batch]
-            r = np.repeat(np.arange(len(batch)), np.diff(rows.indptr))
-            p = place[rows.indices] if len(place) else np.zeros(0, dtype=np.int64)
-            hit = p >= 0
-            blocked[r[hit], p[hit]] = True
-        keep = ~blocked
-        rank = np.cumsum(keep, axis=1) - 1
-        rr, cc = np.nonzero(keep & (rank < n))
-        out[start + rr, rank[rr, cc]] = head[cc]
+    place = np.empty(len(order), dtype=np.int64)
+    place[order] = np.arange(len(order))
+    if exclude is None:
+        blocked = np.zeros(0, dtype=np.int64)
+        rows = np.zeros(0, dtype=np.int64)
+    else:
+        ex = exclude[members]
+        rows = np.repeat(np.arange(len(members), dtype=np.int64), np.diff(ex.indptr))
+        blocked = place[ex.indices]
+        sort = np.lexsort((blocked, rows))
+        rows, blocked = rows[sort], blocked[sort]
+    starts = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(members)))]
+    span = len(order) + n + 1  # keeps each member's keys apart
+    gaps = rows * span + (blocked - (np.arange(len(rows)) - starts[rows]))  # b_i - i, per member
+    j = np.arange(n, dtype=np.int64)
+    wanted = np.arange(len(members), dtype=np.int64)[:, None] * span + j
+    before = np.searchsorted(gaps, wanted, side="right") - starts[:-1, None]
+    pos = j + before
+    found = pos < len(order)
+    out[found] = order[pos[found]]
     return out
 
 
@@ -143,6 +142,8 @@ class CategoryPopularity(Model):
         self.floor = 1e-3 * self.pop  # float32: the small global term every item gets
         # popularity order overall and within each category (ties: lower item code first)
         self.order = np.lexsort((np.arange(ds.n_items), -self.pop))
+        self.place = np.empty(ds.n_items, dtype=np.int64)
+        self.place[self.order] = np.arange(ds.n_items)
         self.category_order = self.order[np.argsort(codes[self.order], kind="stable")]
         self.category_ptr = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(self.categories)))]
         # member x category affinity from the confidence matrix
@@ -176,19 +177,27 @@ class CategoryPopularity(Model):
         step = max(1, CELLS // (8 * max(n, n_cats)))  # the batch's dense category shares
         for start in range(0, len(members), step):
             batch = members[start:start + step]
-            rows, items = self._candidates(batch, n, exclude)
+            rows, items, pos, room = self._candidates(batch, n, exclude)
             share = self.affinity[batch].toarray()
             scores = (share[rows, self.item_category[items]] * self.pop[items] + self.floor[items])
-            top_items, top = top_from_pairs(len(batch), rows, items, scores.astype(np.float32), n,
-                                            exclusion_keys(exclude, batch, n_items), n_items)
+            scores = scores.astype(np.float32)
+            keys = exclusion_keys(exclude, batch, n_items)
+            if keys is not None and len(keys):
+                at = np.minimum(np.searchsorted(keys, rows * n_items + items), len(keys) - 1)
+                scores[keys[at] == rows * n_items + items] = -np.inf
+            packed = np.full((len(batch), max(room, n)), -np.inf, dtype=np.float32)
+            packed_items = np.full(packed.shape, -1, dtype=np.int64)
+            packed[rows, pos], packed_items[rows, pos] = scores, items
+            top_items, top = top_plain(packed, packed_items, n)
             out_items[start:start + len(batch)], out_scores[start:start + len(batch)] = top_items, top
         out_items[~np.isfinite(out_scores)] = -1
         return out_items, out_scores
 
     def _candidates(self, batch: np.ndarray, n: int, exclude: sp.csr_matrix | None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """(batch row, item) pairs: per member, n + (their excluded items) from the global order,
-        and per category they engage with, n + (their excluded items in it) from its order."""
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(batch row, item, column in the row, row width) of each candidate, each item once a
+        row: per member, n + (their excluded items) from the global order, and per category they
+        engage with, n + (their excluded items in it) from its order, less what the first holds."""
         b = len(batch)
         n_cats = len(self.categories)
         seen_rows = np.zeros(0, dtype=np.int64)
@@ -197,24 +206,27 @@ class CategoryPopularity(Model):
             ex = exclude[batch]
             seen_rows = np.repeat(np.arange(b), np.diff(ex.indptr))
             seen_items = ex.indices.astype(np.int64)
-        seen_all = np.bincount(seen_rows, minlength=b)
-        aff = self.affinity[batch].tocoo()
-        pair_rows, pair_cats = aff.row[aff.data > 0].astype(np.int64), aff.col[aff.data > 0].astype(np.int64)
+        head = np.minimum(n + np.bincount(seen_rows, minlength=b), len(self.order))
+        aff = self.affinity[batch].tocsr().tocoo()  # row-sorted pairs
+        engaged = aff.data > 0
+        pair_rows, pair_cats = aff.row[engaged].astype(np.int64), aff.col[engaged].astype(np.int64)
         seen_keys, seen_counts = np.unique(seen_rows * n_cats + self.item_category[seen_items],
                                            return_counts=True)
         pair_keys = pair_rows * n_cats + pair_cats
         at = np.minimum(np.searchsorted(seen_keys, pair_keys), max(len(seen_keys) - 1, 0))
         seen_pair = np.where(seen_keys[at] == pair_keys, seen_counts[at], 0) if len(seen_keys) else \
             np.zeros(len(pair_keys), dtype=np.int64)
-        sizes = np.diff(self.category_ptr)
-        take = np.minimum(n + seen_pair, sizes[pair_cats])
+        take = np.minimum(n + seen_pair, np.diff(self.category_ptr)[pair_cats])
         cat_rows = np.repeat(pair_rows, take)
-        cat_pos = np.repeat(self.category_ptr[pair_cats], take) + _ranges(take)
-        head = np.minimum(n + seen_all, len(self.order))
-        glob_rows = np.repeat(np.arange(b), head)
-        rows = np.concatenate([glob_rows, cat_rows])
-        items = np.concatenate([self.order[_ranges(head)], self.category_order[cat_pos]])
-        return rows, items
+        cat_items = self.category_order[np.repeat(self.category_ptr[pair_cats], take) + _ranges(take)]
+        fresh = self.place[cat_items] >= head[cat_rows]  # not already in the member's global head
+        cat_rows, cat_items = cat_rows[fresh], cat_items[fresh]
+        cat_count = np.bincount(cat_rows, minlength=b)
+        cat_pos = head[cat_rows] + _ranges(cat_count)
+        rows = np.concatenate([np.repeat(np.arange(b), head), cat_rows])
+        items = np.concatenate([self.order[_ranges(head)], cat_items])
+        pos = np.concatenate([_ranges(head), cat_pos])
+        return rows, items, pos, int((head + cat_count).max(initial=0))
 
 
 def _ranges(lengths: np.ndarray) -> np.ndarray:
