@@ -9,7 +9,8 @@ publishing), and every held-out member gets one candidate pool made as the servi
 orders rank the same pool, and the metrics average over the same members as `evaluate`'s other rows
 (members whose pool misses the truth count as misses for both), so the rows compare directly. The
 re-ranked order is scored through the ONNX model and the service's scorer: what is measured is what
-would be served.
+would be served. A re-ranker its gate refused (training/rerank_gate.py) has no ONNX model: `evaluate`
+notes the gate's reason, with both of its figures, instead of these rows.
 """
 
 from __future__ import annotations

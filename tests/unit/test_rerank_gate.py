@@ -148,3 +148,17 @@ def test_positions_hold_out_each_members_last_event_not_a_time_cutoff():
     timed = make_dataset([(f"m{m}", f"i{(m + k) % 30}", "view", k * DAY)
                           for m in range(40) for k in range(5)], n_items=30)
     assert label_split(timed, CFG.reranker.model_copy(update={"min_groups": 10})).split == "time"
+
+
+def test_evaluate_notes_a_refusal_with_both_figures(ds, monkeypatch):
+    import training.reranker as reranker
+    from training.dataset import temporal
+    from training.evaluate import evaluate
+
+    start = reranker.start_reranker
+    monkeypatch.setattr(reranker, "start_reranker", lambda *a: poisoned(start(*a)))
+    notes: list[str] = []
+    results = evaluate(temporal(ds, 3), CFG, ks=(10,), notes=notes)
+    assert "rerank" not in results and "als" in results
+    (note,) = [n for n in notes if "re-ranker" in n]
+    assert "the gate refused: re-ranked NDCG@10" in note and "vs first stage" in note
