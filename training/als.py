@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from service.model_bundle import ItemTable  # noqa: E402
 from training.config import AlsConfig, TrainConfig, Weighting  # noqa: E402
 from training.dataset import Dataset, confidence_matrix  # noqa: E402
-from training.model_api import Model, exclusion_keys  # noqa: E402
+from training.model_api import Model, exclusion_keys, in_sorted  # noqa: E402
 
 if TYPE_CHECKING:
     from implicit.cpu.als import AlternatingLeastSquares
@@ -136,9 +136,7 @@ class ALS(Model):
                                       metric=faiss.METRIC_INNER_PRODUCT)
             keys = np.arange(len(batch), dtype=np.int64)[:, None] * n_items + items
             blocked = items < 0
-            excluded = exclusion_keys(exclude, batch, n_items)
-            if excluded is not None:
-                blocked |= np.isin(keys, excluded)
+            blocked |= in_sorted(keys, exclusion_keys(exclude, batch, n_items))
             keep = ~blocked
             rank = np.cumsum(keep, axis=1) - 1
             r, c = np.nonzero(keep & (rank < n))
@@ -147,13 +145,20 @@ class ALS(Model):
         return out_items, out_scores
 
     def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Dot products with the given items only (a blend scores a few hundred per member)."""
-        out = np.empty(items.shape, dtype=np.float32)
-        step = max(1, (16 << 20) // max(items.shape[1] * self.item_factors.shape[1] * 4, 1))
-        for start in range(0, len(members), step):
-            vectors = self.item_factors[np.maximum(items[start:start + step], 0)]  # [b, L, f]
-            users = self.member_factors[np.asarray(members[start:start + step])][:, :, None]
-            out[start:start + step] = np.matmul(vectors, users)[:, :, 0]
+        """Dot products with the given items only: a batch of members against the distinct items
+        it asks for (a blend asks for a few hundred, mostly the same popular ones)."""
+        out = np.full(items.shape, -np.inf, dtype=np.float32)
+        members = np.asarray(members)
+        for start in range(0, len(members), self.batch_size):
+            rows = items[start:start + self.batch_size]
+            valid = rows >= 0
+            wanted = np.unique(rows[valid])
+            column = np.zeros(len(self.item_factors), dtype=np.int64)
+            column[wanted] = np.arange(len(wanted))
+            scores = self.member_factors[members[start:start + self.batch_size]] @ self.item_factors[wanted].T
+            if len(wanted):
+                out[start:start + len(rows)] = np.where(
+                    valid, np.take_along_axis(scores, column[np.maximum(rows, 0)], axis=1), -np.inf)
         out[items < 0] = -np.inf
         return out
 

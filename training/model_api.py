@@ -161,6 +161,14 @@ def exclusion_keys(exclude: sp.csr_matrix | None, members: np.ndarray, n_items: 
     return keys if np.all(keys[1:] > keys[:-1]) else np.unique(keys)  # sorted rows: already unique
 
 
+def in_sorted(values: np.ndarray, sorted_keys: np.ndarray | None) -> np.ndarray:
+    """``np.isin`` against keys already sorted: one binary search each, no sort of ``values``."""
+    if sorted_keys is None or len(sorted_keys) == 0:
+        return np.zeros(values.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
+    return np.asarray(sorted_keys[at] == values)
+
+
 def standardise(scores: np.ndarray) -> np.ndarray:
     """Per-row z-score so models on different scales can be blended."""
     mean, std = row_stats(scores)
@@ -207,14 +215,35 @@ class Blend(Model):
         for model, _ in self.parts:
             lists.append(model.recommend(members, depth, exclude))
             stats.append(model.score_stats(members))
-        union = np.sort(np.concatenate([items for items, _ in lists], axis=1), axis=1)
-        union[:, 1:][union[:, 1:] == union[:, :-1]] = -1  # each item once
+        # every candidate of every part, sorted by item: a shared item sits next to itself
+        merged = np.concatenate([items for items, _ in lists], axis=1)
+        origin = np.repeat(np.arange(len(lists)), [items.shape[1] for items, _ in lists])
+        order = np.argsort(merged, axis=1, kind="stable")
+        sorted_items = np.take_along_axis(merged, order, axis=1)
+        union = sorted_items.copy()
+        origin_of = origin[order]
+        given = np.take_along_axis(np.concatenate([scores for _, scores in lists], axis=1), order, axis=1)
+        union[:, 1:][union[:, 1:] == union[:, :-1]] = -1  # each item once (its first place)
         blended = np.zeros(union.shape, dtype=np.float32)
         bound = np.zeros(len(members), dtype=np.float32)
-        for (model, weight), (_, scores), (mean, std) in zip(self.parts, lists, stats, strict=True):
-            if weight > 0:  # a part weighted 0 adds nothing (and would turn -inf into nan)
-                blended += weight * _z(model.score_items(members, union), mean[:, None], std[:, None])
-                bound += weight * _z(scores[:, -1], mean, std)
+        parts = zip(self.parts, lists, stats, strict=True)
+        for k, ((model, weight), (_, scores), (mean, std)) in enumerate(parts):
+            if weight <= 0:  # a part weighted 0 adds nothing (and would turn -inf into nan)
+                continue
+            # the part's own candidates carry their scores; only the others are scored
+            part = np.zeros(union.shape, dtype=np.float32)
+            known = np.zeros(union.shape, dtype=bool)
+            for shift in range(len(lists)):  # the item's copies follow its first place
+                same = (origin_of[:, shift:] == k) & (union[:, :union.shape[1] - shift] >= 0)
+                if shift:
+                    same &= sorted_items[:, shift:] == sorted_items[:, :union.shape[1] - shift]
+                part[:, :union.shape[1] - shift][same] = given[:, shift:][same]
+                known[:, :union.shape[1] - shift] |= same
+            ask = np.where(known, -1, union)
+            if (ask >= 0).any():
+                part = np.where(known, part, model.score_items(members, ask))
+            blended += weight * _z(part, mean[:, None], std[:, None])
+            bound += weight * _z(scores[:, -1], mean, std)
         blended[union < 0] = -np.inf
         items, top = top_plain(blended, union, min(n, union.shape[1]))
         out_items = np.full((len(members), n), -1, dtype=np.int64)
