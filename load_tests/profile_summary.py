@@ -25,10 +25,11 @@ from pathlib import Path
 _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 COMPONENTS = (  # (label, substring of the file path), first match wins
     ("service/grpc_api (translation)", "service/grpc_api.py"),
-    ("service/pipeline (engine, trace)", "service/pipeline.py"),
+    ("service/engine (slate, run, trace)", "service/engine/"),
     ("service/candidates", "service/candidates/"),
     ("service/filters", "service/filters/"),
     ("service/steps", "service/steps/"),
+    ("service/positions", "service/positions/"),
     ("service/blend", "service/blend.py"),
     ("service/profile (member profile, fold-in)", "service/profile.py"),
     ("service/model (search, fold-in)", "service/model.py"),

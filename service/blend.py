@@ -1,16 +1,25 @@
-"""Blending: merge the filtered pools of a slot's sources into one ordered list.
+"""Blending: merge the filtered pools of a slot's sources into one order.
 
 ``Interleave`` is a smooth weighted round-robin: a source with weight 0.75 fills about three of
 every four positions, spread evenly, so "personal with some new launches mixed in" is literally the
 recipe's weights. An item brought by two sources keeps its first place and gains an "also" reason.
+Blended scores fall linearly from 1 at the top (``1 - position / n``).
+
+Which pool takes each turn depends only on the weights until a pool runs out, so that sequence is
+worked out once per set of weights (``_Turns``) and shared by every request; the loop here only
+places items. The trainer builds its re-ranker pools with the same ``interleave``.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.domain import Candidate
-from service.pipeline import SlotQuery
+import numpy as np
+
+from service.engine.query import SlotQuery
+from service.engine.slate import Slate
 
 
 @dataclass
@@ -22,45 +31,130 @@ class Interleave:
         total = sum(self.weights.values()) or 1.0
         return " · ".join(f"{n} {w / total:.0%}" for n, w in self.weights.items())
 
-    def blend(self, q: SlotQuery, pools: dict[str, list[Candidate]]) -> list[Candidate]:
-        names = [n for n, p in pools.items() if p and self.weights.get(n, 0) > 0]
-        weight = [self.weights[n] for n in names]
-        pending = [pools[n] for n in names]
-        at = [0] * len(names)  # next unread candidate of each pool
-        credit = [0.0] * len(names)
-        placed: dict[int, Candidate] = {}
-        out: list[Candidate] = []
-        total = sum(weight)  # changes only when a pool runs out
-        while len(names) > 1:
-            pick = 0
-            for k in range(len(names)):  # ties go to the recipe's first source
-                credit[k] += weight[k]
-                if credit[k] > credit[pick]:
-                    pick = k
-            credit[pick] -= total
-            pool, i = pending[pick], at[pick]
-            while i < len(pool) and pool[i].item in placed:
-                placed[pool[i].item].because(self.name, "blend", f"also from {names[pick]}")
-                i += 1
-            if i < len(pool):
-                placed[pool[i].item] = pool[i]
-                out.append(pool[i])
-                i += 1
-            at[pick] = i
-            if i == len(pool):
-                for column in (names, weight, pending, at, credit):
-                    del column[pick]
-                total = sum(weight)
-        if names:  # one pool left: it takes every remaining position, in its order
-            also = f"also from {names[0]}"
-            for c in pending[0][at[0]:]:
-                first = placed.get(c.item)
-                if first is None:
-                    placed[c.item] = c
-                    out.append(c)
-                else:
-                    first.because(self.name, "blend", also)
-        n = len(out)
-        for pos, c in enumerate(out):
-            c.score = 1.0 - pos / n
-        return out
+    def blend(self, q: SlotQuery, slate: Slate, pools: list[np.ndarray], limit: int | None = None) -> None:
+        """``pools``: the slate rows of each source (the recipe's order), best first. ``limit``: place
+        only the first ``limit`` (nothing after the blend reorders the slot); scores are the same."""
+        names = [o.name for o in slate.origins[:len(pools)]]
+        live = [k for k, rows in enumerate(pools) if len(rows) and self.weights.get(names[k], 0) > 0]
+        rows = [pools[k] for k in live]
+        weights = [self.weights[names[k]] for k in live]
+        order, also = interleave([slate.item[r].tolist() for r in rows], weights, limit)
+        slate.blend = self.name
+        if not order:
+            slate.order = np.zeros(0, dtype=np.int64)
+            return
+        pool, at = np.array(order, dtype=np.int64).T
+        starts = np.cumsum([0, *(len(r) for r in rows)])[:-1]
+        slate.order = np.concatenate(rows)[starts[pool] + at]
+        n = len(order)
+        if limit is not None and n == limit:  # the scores count every item the full blend would place
+            every = np.zeros(len(q.model.item_ids), dtype=bool)
+            every[slate.item[np.concatenate(rows)]] = True
+            n = int(np.count_nonzero(every))
+        slate.score[slate.order] = 1.0 - np.arange(len(order)) / n
+        for placed, k in also:
+            slate.also.setdefault(int(slate.order[placed]), []).append(names[live[k]])
+
+
+def interleave(pools: Sequence[list[int]], weights: Sequence[float], n: int | None = None
+               ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The weighted round-robin over ``pools`` (item lists, best first), first come first placed.
+
+    Returns (pool, index in that pool) of each placed item in order, at most ``n`` of them, and
+    (placed position, pool) for each duplicate met, in the order met (an item's "also" sources)."""
+    limit = sum(len(p) for p in pools) if n is None else n
+    out: list[tuple[int, int]] = []
+    also: list[tuple[int, int]] = []
+    if not pools or limit <= 0:
+        return out, also
+    placed: dict[int, int] = {}
+    heads = [0] * len(pools)
+    sizes = [len(p) for p in pools]
+    turns = _turns(tuple(weights))
+    # every pool running: the shared turn sequence; each turn places one item until a pool runs out
+    for step, k in enumerate(turns.upto(limit + 1)):
+        pool, i, end = pools[k], heads[k], sizes[k]
+        while i < end and pool[i] in placed:
+            also.append((placed[pool[i]], k))
+            i += 1
+        if i < end:
+            placed[pool[i]] = len(out)
+            out.append((k, i))
+            i += 1
+        heads[k] = i
+        if i >= end:
+            running = [j for j in range(len(pools)) if j != k]
+            credit = [c for j, c in enumerate(turns.credits[step]) if j != k]
+            w = [weights[j] for j in running]
+            _round_robin(running, pools, w, heads, credit, placed, out, also, limit)
+            break
+        if len(out) >= limit:
+            break
+    return out, also
+
+
+class _Turns:
+    """The pool of each turn while none runs out, and the credits after it (grown on demand)."""
+
+    def __init__(self, w: tuple[float, ...]) -> None:
+        self.w, self.total = w, sum(w)
+        self.credit = [0.0] * len(w)
+        self.turns: list[int] = []
+        self.credits: list[tuple[float, ...]] = []
+        self.lock = threading.Lock()
+
+    def upto(self, n: int) -> list[int]:
+        """The first ``n`` turns."""
+        if n > len(self.turns):
+            with self.lock:
+                while n > len(self.turns):
+                    self.turns.append(_next_turn(self.credit, self.w, self.total))
+                    self.credits.append(tuple(self.credit))
+        return self.turns[:n]
+
+
+_TURNS: dict[tuple[float, ...], _Turns] = {}
+
+
+def _turns(w: tuple[float, ...]) -> _Turns:
+    found = _TURNS.get(w)
+    if found is None:
+        if len(_TURNS) > 256:  # recipes have a handful of weight sets; a flood of new ones is not kept
+            _TURNS.clear()
+        found = _TURNS.setdefault(w, _Turns(w))
+    return found
+
+
+def _next_turn(credit: list[float], w: Sequence[float], total: float) -> int:
+    """One turn of the smooth weighted round-robin: every pool earns its weight, the richest takes
+    the turn and pays ``total`` (``credit`` is updated in place)."""
+    best = 0
+    for j in range(len(w)):
+        credit[j] += w[j]
+        if credit[j] > credit[best]:
+            best = j  # ties go to the recipe's first source
+    credit[best] -= total
+    return best
+
+
+def _round_robin(running: list[int], pools: Sequence[list[int]], w: list[float], heads: list[int],
+                 credit: list[float], placed: dict[int, int], out: list[tuple[int, int]],
+                 also: list[tuple[int, int]], limit: int) -> None:
+    """The round-robin turn by turn, once a pool ran out (``running``: the pools left)."""
+    total = sum(w)  # summed afresh, as the turns were: a difference in the last bit can flip a tie
+    while running and len(out) < limit:
+        best = 0 if len(running) == 1 else _next_turn(credit, w, total)
+        k = running[best]
+        pool, i, end = pools[k], heads[k], len(pools[k])
+        while i < end and pool[i] in placed:
+            also.append((placed[pool[i]], k))
+            i += 1
+        if i < end:
+            placed[pool[i]] = len(out)
+            out.append((k, i))
+            i += 1
+        heads[k] = i
+        if i >= end:
+            for column in (running, w, credit):
+                del column[best]
+            total = sum(w)

@@ -1,7 +1,7 @@
-"""The words the service speaks, free of gRPC and Redis: requests, candidates, reasons, traces.
+"""The words the service speaks, free of gRPC and Redis: requests, reasons, served items, traces.
 
-Every pipeline component takes and returns these types, so a component can be tested with plain
-objects, and the servicer only translates them to and from protobuf.
+The engine (``service.engine``) answers in these types, so the servicer only translates them to
+and from protobuf; a slot's candidates themselves are columns (``service.engine.slate``).
 """
 
 from __future__ import annotations
@@ -115,50 +115,11 @@ class OnlineState:
 
 
 class Reason(NamedTuple):
-    """One line of "why this item": the component's name, its kind and what it did.
-
-    A named tuple, not a frozen dataclass: every candidate gets one, and a tuple is cheaper to build."""
+    """One line of "why this item": the component's name, its kind and what it did."""
 
     step: str
     kind: str  # source | blend | boost | rule | rerank | backfill
     detail: str
-
-
-@dataclass(slots=True)
-class Candidate:
-    """An item on its way through a slot recipe. ``item`` is the bundle's internal item index.
-
-    Steps change the score through ``boost`` (multiply) and ``lift`` (add), never by assigning it,
-    so ``score == first-stage score * scale + shift`` holds: the re-ranker reads the first-stage score
-    back and re-applies what the boosts did to its own order (``service.steps.rerank``).
-    """
-
-    item: int
-    score: float
-    source: str
-    reasons: list[Reason] = field(default_factory=list)
-    scale: float = 1.0  # product of the boost / bury factors applied so far
-    shift: float = 0.0  # what lifts added (scaled by the boosts after them)
-
-    def because(self, step: str, kind: str, detail: str) -> Candidate:
-        self.reasons.append(Reason(step, kind, detail))
-        return self
-
-    def boost(self, factor: float) -> None:
-        """Multiply the score (a boost above 1, a bury below)."""
-        self.score *= factor
-        self.scale *= factor
-        self.shift *= factor
-
-    def lift(self, amount: float) -> None:
-        """Add to the score (e.g. the search box's query match)."""
-        self.score += amount
-        self.shift += amount
-
-    @property
-    def first_stage(self) -> float:
-        """The score before any boost or lift: where the blend (or backfill) put the item."""
-        return (self.score - self.shift) / self.scale if self.scale else self.score
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from service.candidates import candidates
+from service.candidates import top
 from service.candidates.similar import neighbours
 from service.domain import (
     Context,
@@ -29,15 +29,17 @@ from service.domain import (
     OnlineState,
     PageRequest,
     PageResult,
+    Reason,
     ServedItem,
     SlotResult,
     Tracked,
 )
+from service.engine.query import SlotQuery
+from service.engine.run import kept, run
 from service.eventlog.schema import LogRecord, encode
 from service.filters.on_shelf import OnShelf
 from service.filters.stock import InStock
 from service.model import ServingModel
-from service.pipeline import SlotQuery, apply_filters, run
 from service.profile import MemberProfile
 from service.reload import Holder
 from service.slots import SlotRegistry
@@ -99,7 +101,7 @@ class Recommender:
                     slot_model = other
             profile = profiles.get(slot_model.version) or profiles.setdefault(
                 slot_model.version, MemberProfile(slot_model, req.member_id, state, now))
-            exclude = {slot_model.item_index[i] for i in placed if i in slot_model.item_index}
+            exclude = frozenset(slot_model.item_index[i] for i in placed if i in slot_model.item_index)
             count = min(ask.count, chosen.count) if chosen.count else ask.count
             result = run(chosen.recipe, SlotQuery(slot_model, profile, ask.slot, count, req.context, exclude,
                                                   trace=False))
@@ -130,13 +132,15 @@ class Recommender:
         seed = model.item_index.get(item_id)
         if seed is None:
             raise NotFound(f"item {item_id!r} is not in model {model.version}")
-        items, scores, _ = neighbours(model, np.array([seed]), np.ones(1))
-        found = candidates("similar_items", items, scores, len(items), lambda i, s: f"similar to {item_id}")
+        items, scores = neighbours(model, np.array([seed]), np.ones(1))
+        items, scores = top(items, scores, len(items))
         q = SlotQuery(model, MemberProfile(model, "", OnlineState(), self.clock()), "similar_items", count,
                       Context(), trace=False)
-        kept = apply_filters((InStock(), OnShelf()), q, found)[:count]
-        return [ServedItem(str(model.item_ids[c.item]), round(c.score, 6), c.source, tuple(c.reasons))
-                for c in kept], model.version
+        keep = kept((InStock(), OnShelf()), q, items)
+        why = (Reason("similar_items", "source", f"similar to {item_id}"),)
+        return [ServedItem(str(model.item_ids[i]), round(s, 6), "similar_items", why)
+                for i, s in zip(items[keep][:count].tolist(), scores[keep][:count].tolist(), strict=True)
+                ], model.version
 
     async def track(self, events: Sequence[Event]) -> Tracked:
         """Check every event, then store the batch in one round trip (all or none); resends of events

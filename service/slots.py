@@ -24,31 +24,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from service.blend import Interleave
-from service.candidates.als import PersonalAls
-from service.candidates.new_launches import NewLaunches
-from service.candidates.popular import Popular, PopularInCategory, Trending
-from service.candidates.query_match import QueryMatch
-from service.candidates.repeat_purchase import RepeatPurchase
-from service.candidates.similar import SimilarToOrder, SimilarToRecent
+from service.engine.query import Blender, CandidateSource, Filter, Step
 from service.errors import MallrecError
 from service.experiments import SlotArm, SlotExperiment
 from service.filters.bought_recently import NotBoughtRecently
-from service.filters.just_ordered import NotJustOrdered
-from service.filters.on_shelf import OnShelf
-from service.filters.page_dedup import NotOnPage
-from service.filters.stock import InStock
-from service.pipeline import Blender, CandidateSource, Filter, Step
-from service.steps.query_first import QueryFirst
-from service.steps.rerank import Rerank
-
-# Components by the name recipes use. The next components register here (register_component).
-SOURCES: dict[str, Callable[..., CandidateSource]] = {
-    c.name: c for c in (PersonalAls, SimilarToRecent, SimilarToOrder, Popular, Trending,
-                        PopularInCategory, NewLaunches, RepeatPurchase, QueryMatch)}
-FILTERS: dict[str, Callable[..., Filter]] = {
-    c.name: c for c in (InStock, OnShelf, NotBoughtRecently, NotJustOrdered, NotOnPage)}
-STEPS: dict[str, Callable[..., Step]] = {c.name: c for c in (QueryFirst, Rerank)}
-_KINDS: dict[str, dict[str, Callable[..., Any]]] = {"source": SOURCES, "filter": FILTERS, "step": STEPS}
 
 #: Filters every slot runs first, whatever its recipe says.
 ALWAYS_FILTERS = ("in_stock", "on_shelf", "bought_recently", "just_ordered", "page_dedup")
@@ -128,7 +107,7 @@ class SourceUse:
 
 @dataclass(frozen=True)
 class SlotRecipe:
-    """A slot as the pipeline runs it (``service.pipeline.run``)."""
+    """A slot as the engine runs it (``service.engine.run``)."""
 
     name: str
     sources: tuple[SourceUse, ...]
@@ -208,14 +187,17 @@ class SlotRegistry:
         return sorted(self.recipes)
 
 
-def register_component(kind: str, factory: Callable[..., Any], name: str) -> None:
-    """Make a component available to recipes by name (kind: source | filter | step)."""
-    _KINDS[kind][name] = factory
+def components() -> dict[str, dict[str, Callable[..., Any]]]:
+    """Every component recipes can name, by kind (source | filter | step): registered in one place,
+    the composition root ``service.components``."""
+    from service.components import registry
+
+    return registry()
 
 
 def make_component(kind: str, use: Use, slot: str, where: str) -> Any:
     """One component of a spec, built by name; RecipeError names the slot and the entry."""
-    table = _KINDS[kind]
+    table = components()[kind]
     if use.use not in table:
         why = f"unknown {kind} {use.use!r} (known: {', '.join(sorted(table))})"
         raise RecipeError(f"slot {slot!r}: {where}: {why}", why)
@@ -239,8 +221,8 @@ def build_recipe(name: str, spec: SlotSpec | dict[str, Any]) -> SlotRecipe:
     names = [s.source.name for s in sources]
     if len(set(names)) != len(names):
         raise RecipeError(f"slot {name!r}: a source is used twice; give the second one 'as: NAME'")
-    always = [NotBoughtRecently(days=spec.bought_recently_days) if f == "bought_recently" else FILTERS[f]()
-              for f in ALWAYS_FILTERS]
+    always = [NotBoughtRecently(days=spec.bought_recently_days) if f == "bought_recently"
+              else components()["filter"][f]() for f in ALWAYS_FILTERS]
     extra = [make_component("filter", u, name, f"filters[{i}]") for i, u in enumerate(spec.filters)
              if u.use not in ALWAYS_FILTERS]
     steps = tuple(make_component("step", u, name, f"steps[{i}]") for i, u in enumerate(spec.steps))

@@ -75,8 +75,10 @@ def random_model(trees: int, leaves: int, seed: int = 0) -> bytes:
 def step_in_pipeline(models: str, n_members: int) -> None:
     """p50 / p99 of the rerank step of the built-in slots, as the server runs them (no online state)."""
     from service.app import load_model
-    from service.domain import Candidate, Context, OnlineState
-    from service.pipeline import SlotQuery, run
+    from service.domain import Context, OnlineState
+    from service.engine.query import Report, SlotQuery
+    from service.engine.run import run
+    from service.engine.slate import Slate
     from service.profile import MemberProfile
     from service.rerank.runtime import rerank_runtime
     from service.slots import default_registry
@@ -94,9 +96,9 @@ def step_in_pipeline(models: str, n_members: int) -> None:
     cpu: list[float] = []
     apply = Rerank.apply
 
-    def timed(self: Rerank, q: SlotQuery, candidates: list[Candidate]) -> list[Candidate]:
+    def timed(self: Rerank, q: SlotQuery, slate: Slate) -> Report | None:
         t = time.thread_time()
-        out = apply(self, q, candidates)
+        out = apply(self, q, slate)
         cpu.append((time.thread_time() - t) * 1e3)
         return out
 

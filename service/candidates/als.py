@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.candidates import candidates
-from service.domain import Candidate
-from service.pipeline import SlotQuery
+from service.candidates import top
+from service.engine.query import SlotQuery
+from service.engine.slate import Found
 
 
 @dataclass
 class PersonalAls:
     name: str = "als"
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
+    def fetch(self, q: SlotQuery, n: int) -> Found:
         if q.profile.vector is None:
-            return []
+            return Found.none()
         items, scores = q.profile.nearest(n)
         basis = "your latest activity" if q.profile.folded_in else "your history"
-        return candidates(self.name, items, scores, n, lambda i, s: f"fits your taste from {basis} "
-                                                                    f"(score {s:.3f})")
+        found, values = top(items, scores, n)
+        return Found(found, values, lambda k: f"fits your taste from {basis} (score {values[k]:.3f})")

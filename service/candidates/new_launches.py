@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.candidates import make, top
-from service.domain import Candidate
+from service.candidates import top
+from service.engine.query import SlotQuery
+from service.engine.slate import Found
 from service.model import ServingModel
-from service.pipeline import SlotQuery
 
 _WINDOWS = 4  # windows kept per model
 
@@ -25,7 +25,7 @@ class NewLaunches:
     name: str = "new_launches"
     days: float = 30.0
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
+    def fetch(self, q: SlotQuery, n: int) -> Found:
         model, now = q.model, q.now
         ts = model.launch_ts  # newest first
         negated = model.memo("new_launches.negated_ts", lambda: -ts)  # ascending, for searchsorted
@@ -38,9 +38,9 @@ class NewLaunches:
             scores = _window_factors(model, lo, hi) @ vector
         else:
             scores = 1.0 - (now - launched) / (self.days * 86400)
-        best, values = top(items, scores, n)
-        days = ((now - model.bundle.items.launched_at[best]) // 86400).astype(np.int64).tolist()
-        return make(self.name, best, values, [f"new: launched {d} days ago" for d in days])
+        found, values = top(items, scores, n)
+        at = model.bundle.items.launched_at
+        return Found(found, values, lambda k: f"new: launched {int((now - at[found[k]]) // 86400)} days ago")
 
 
 def _window_factors(model: ServingModel, lo: int, hi: int) -> np.ndarray:

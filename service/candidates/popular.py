@@ -9,29 +9,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.candidates import candidates, make, top
-from service.domain import Candidate
-from service.pipeline import SlotQuery
+from service.candidates import best, same, top
+from service.engine.query import SlotQuery
+from service.engine.slate import Found
 
 
 @dataclass
 class Popular:
     name: str = "popular"
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
+    def fetch(self, q: SlotQuery, n: int) -> Found:
         items = q.model.popular_order[:n]
-        scores = q.model.bundle.popularity_global[items]
-        return candidates(self.name, items, scores, n, lambda i, s: "popular in the mall")
+        return best(items, q.model.bundle.popularity_global[items], n, same("popular in the mall"))
 
 
 @dataclass
 class Trending:
     name: str = "trending"
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
+    def fetch(self, q: SlotQuery, n: int) -> Found:
         items = q.model.trending_order[:n]
-        scores = q.model.bundle.popularity_trending[items]
-        return candidates(self.name, items, scores, n, lambda i, s: "trending now")
+        return best(items, q.model.bundle.popularity_trending[items], n, same("trending now"))
 
 
 @dataclass
@@ -40,14 +38,14 @@ class PopularInCategory:
 
     name: str = "category_popular"
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
+    def fetch(self, q: SlotQuery, n: int) -> Found:
         model = q.model
         seeds = np.array(model.known_items(q.context.order_item_ids), dtype=np.int64)
         weights = np.ones(len(seeds))
         if len(seeds) == 0:
             seeds, weights = q.profile.seeds
         if len(seeds) == 0:
-            return []
+            return Found.none()
         cats = model.category_of[seeds]
         share = np.bincount(cats, weights=weights, minlength=len(model.categories))
         pop = model.bundle.popularity_global
@@ -59,7 +57,8 @@ class PopularInCategory:
                 peak = max(float(pop[leaders[0]]), 1e-9)
                 parts_scores.append(share[cat] / share.sum() * pop[leaders] / peak)
         if not parts_items:
-            return []
-        best, values = top(np.concatenate(parts_items), np.concatenate(parts_scores), n)
-        names = model.categories[model.category_of[best]].tolist()
-        return make(self.name, best, values, [f"popular in {name}" for name in names])
+            return Found.none()
+        items, values = top(np.concatenate(parts_items), np.concatenate(parts_scores), n)
+        names = model.categories
+        of = model.category_of
+        return Found(items, values, lambda k: f"popular in {names[of[items[k]]]}")

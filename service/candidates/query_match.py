@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.candidates import make, top
-from service.domain import Candidate
-from service.pipeline import SlotQuery
+from service.candidates import top
+from service.engine.query import SlotQuery
+from service.engine.slate import Found
 from service.query_index import FIELD_NAMES
 
 TASTE = 0.5  # most that taste adds to a match's strength
@@ -22,12 +22,12 @@ TASTE = 0.5  # most that taste adds to a match's strength
 class QueryMatch:
     name: str = "query_match"
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
+    def fetch(self, q: SlotQuery, n: int) -> Found:
         if not q.context.query.strip():
-            return []
+            return Found.none()
         match = q.model.match_query(q.context.query)
         if len(match.items) == 0 or n <= 0:
-            return []
+            return Found.none()
         # taste adds at most TASTE to a strength (a sum of whole field weights): only the matches that
         # can reach the top n need their taste scored (a few hundred of a category's thousands)
         strong = match.strongest(n, TASTE)
@@ -40,6 +40,6 @@ class QueryMatch:
         spread = float(taste.max() - taste.min()) or 1.0
         scores = strength + TASTE * (taste - taste.min()) / spread
         query = q.context.query.strip()
-        best, values = top(np.arange(len(items)), scores, n)  # positions in the strong matches
-        why = [f"matches '{query}' on {FIELD_NAMES[f]}" for f in match.field[strong[best]].tolist()]
-        return make(self.name, items[best].tolist(), values, why)
+        at, values = top(np.arange(len(items)), scores, n)  # positions in the strong matches
+        field = match.field[strong[at]]
+        return Found(items[at], values, lambda k: f"matches '{query}' on {FIELD_NAMES[field[k]]}")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.candidates import candidates
-from service.domain import Candidate
-from service.pipeline import SlotQuery
+from service.candidates import top
+from service.engine.query import SlotQuery
+from service.engine.slate import Found
 
 
 @dataclass
@@ -18,7 +18,7 @@ class RepeatPurchase:
     due_ratio: float = 0.8
     min_purchases: int = 2
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
+    def fetch(self, q: SlotQuery, n: int) -> Found:
         b = q.model.bundle
         h = q.profile.history
         count = b.history_purchases[h].astype(np.int64)
@@ -27,14 +27,17 @@ class RepeatPurchase:
         items = b.history_items[h][ok].astype(np.int64)
         count, first = count[ok], first[ok]
         last = b.history_last_ts[h][ok].astype(np.int64)
-        fresh = q.profile.purchased_at  # a purchase since training moves "last"
-        last = np.maximum(last, [fresh.get(i, -1) for i in items.tolist()]).astype(np.int64)
+        last = np.maximum(last, q.profile.purchases.last(items))  # a purchase since training moves "last"
         interval = (last - first) / np.maximum(count - 1, 1)
         since = q.now - last
         due = (interval > 0) & (since >= self.due_ratio * interval)
         items, count, interval, since = items[due], count[due], interval[due], since[due]
         overdue = np.minimum(since / interval, 3.0)  # long-abandoned items do not grow forever
-        info = {i: (c, iv / 86400, s / 86400) for i, c, iv, s in
-                zip(items.tolist(), count.tolist(), interval.tolist(), since.tolist(), strict=True)}
-        return candidates(self.name, items, overdue, n, lambda i, s: (
-            "due again: bought {} times, about every {:.0f} days, last {:.0f} days ago".format(*info[i])))
+        found, values = top(np.arange(len(items)), overdue, n)  # positions in the due items
+        def explain(k: int) -> str:
+            at = found[k]
+            days, ago = float(interval[at]) / 86400, float(since[at]) / 86400
+            return (f"due again: bought {int(count[at])} times, about every {days:.0f} days, "
+                    f"last {ago:.0f} days ago")
+
+        return Found(items[found], values, explain)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.engine.query import SlotQuery
 from service.filters import not_in
-from service.pipeline import SlotQuery
 
 
 @dataclass
@@ -17,6 +17,4 @@ class NotBoughtRecently:
     days: float = 14.0
 
     def keep(self, q: SlotQuery, items: np.ndarray) -> np.ndarray:
-        since = q.now - self.days * 86400
-        recent = [i for i, ts in q.profile.purchased_at.items() if ts >= since]
-        return not_in(items, recent)
+        return not_in(items, q.profile.purchases.since(q.now - self.days * 86400))

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.engine.query import SlotQuery
 from service.filters import not_in
-from service.pipeline import SlotQuery
 
 
 @dataclass

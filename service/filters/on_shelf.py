@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.pipeline import SlotQuery
+from service.engine.query import SlotQuery
 
 
 @dataclass

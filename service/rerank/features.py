@@ -212,11 +212,14 @@ class FeatureContext:
     def member_inputs(self, member: int | None, now: float,
                       recent: Iterable[tuple[int, int | str, int]] = (),
                       vector: np.ndarray | None = None, tier: str | None = None,
-                      points: float | None = None) -> MemberInputs:
+                      points: float | None = None,
+                      fresh: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> MemberInputs:
         """The member's bundle history merged with fresh ``(item, event, ts)`` events.
 
-        ``event`` is an EVENT_TYPES name or index. ``tier``/``points`` override the bundle's members
-        table (a member promoted since training); unknown members get NaN (the model handles it).
+        ``event`` is an EVENT_TYPES name or index; ``fresh`` gives the same events as three arrays
+        (items, EVENT_TYPES indices, times), as the service's member profile holds them.
+        ``tier``/``points`` override the bundle's members table (a member promoted since training);
+        unknown members get NaN (the model handles it).
         """
         a = self.arrays
         if member is not None and 0 <= member < len(a["history_indptr"]) - 1:
@@ -227,12 +230,16 @@ class FeatureContext:
             points = self._member_points[member] if points is None else points
         else:
             items = last = mask = buys = np.zeros(0, dtype=np.int64)
-        fresh = list(recent)
-        if fresh:
-            f_items = np.array([f[0] for f in fresh], dtype=np.int64)
-            f_event = np.array([EVENT_TYPES.index(e) if isinstance(e, str) else int(e)
-                                for _, e, _ in fresh], dtype=np.uint8)
-            f_ts = np.array([f[2] for f in fresh], dtype=np.int64)
+        if fresh is None:
+            events = list(recent)
+            fresh = (np.array([f[0] for f in events], dtype=np.int64),
+                     np.array([EVENT_TYPES.index(e) if isinstance(e, str) else int(e) for _, e, _ in events],
+                              dtype=np.int64),
+                     np.array([f[2] for f in events], dtype=np.int64))
+        if len(fresh[0]):
+            f_items = np.asarray(fresh[0], dtype=np.int64)
+            f_event = np.asarray(fresh[1]).astype(np.uint8)
+            f_ts = np.asarray(fresh[2], dtype=np.int64)
             all_items = np.concatenate([items, f_items])
             uniq, inv = np.unique(all_items, return_inverse=True)
             new_last = np.full(len(uniq), NEVER, dtype=np.int64)

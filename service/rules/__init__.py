@@ -20,12 +20,11 @@ Within a stage rules run in file order (every-slot rules first). A rule that can
 the trace ("'New in front' gave way: only 1 of the 2 items ..."), and a final precedence check
 names the later rules that broke a diversity or quota rule. Modules: ``schema`` (the file's
 fields), ``document`` (TOML/YAML with lines), ``loader`` + ``checks`` (validation), ``recipe``
-(building), one module per component, ``preview`` (`mallrec rules preview`).
+(rules -> recipes), ``preview`` (`mallrec rules preview`). The components a rule becomes live beside
+the others of their kind: ``service.filters``, ``service.steps``, ``service.positions``,
+``service.candidates`` (the ``catalogue`` source); ``service.components`` registers them.
 """
 
 from service.rules.loader import LoadedRules, Problem, RulesError, load_rules
-from service.rules.recipe import register_components
-
-register_components()
 
 __all__ = ["LoadedRules", "Problem", "RulesError", "load_rules"]

@@ -9,10 +9,10 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from service.engine.match import known_values
 from service.model import ServingModel
 from service.rules.document import Path_
 from service.rules.loader import Collector, SlotConfig, rule_label
-from service.rules.match import known_values
 from service.rules.schema import DiversityRule, PinRule, QuotaRule, Rule, Selector, SlotTable, TierOnlyRule
 from service.slots import RecipeError, Use, make_component
 

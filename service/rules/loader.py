@@ -321,7 +321,8 @@ def dry_run(registry: SlotRegistry, model: ServingModel) -> list[Problem]:
     """Run every slot once on the bundle (a known member and a cold start, no state), so a parameter
     that only fails at request time (``days = "thirty"``) stops the file instead of a request."""
     from service.domain import Context, OnlineState
-    from service.pipeline import SlotQuery, run
+    from service.engine.query import SlotQuery
+    from service.engine.run import run
     from service.profile import MemberProfile
 
     members = [str(model.bundle.members.member_id[0])] if len(model.bundle.members) else []

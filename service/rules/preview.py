@@ -1,6 +1,6 @@
 """`mallrec rules preview`: what a member would see in a slot, and why, with no server.
 
-The slot runs in-process through the same pipeline the server uses (``service.pipeline.run``), on
+The slot runs in-process through the same engine the server uses (``service.engine.run``), on
 a bundle loaded from disk, at a chosen time. Online state is either none (no recent events, no
 impressions: what a member sees on a fresh day) or read once from a live Redis, read-only; the
 preview says which. ``diff`` runs two rules files over a sample of members and counts what moves.
@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from service.domain import Context, OnlineState, SlotResult, TraceStep
+from service.engine.query import SlotQuery
+from service.engine.run import run
 from service.errors import MallrecError
 from service.model import ServingModel
-from service.pipeline import SlotQuery, run
 from service.profile import MemberProfile
 from service.slots import SlotRegistry
 

@@ -17,21 +17,20 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from service.candidates.catalogue import Catalogue
+from service.engine.match import ItemMatcher
+from service.engine.query import Filter, Step
 from service.experiments import SlotArm, SlotExperiment
+from service.filters.attributes import Exclude, Include, MinStock, TierOnly
 from service.filters.bought_recently import NotBoughtRecently
-from service.pipeline import Filter, Step
-from service.rules.attribute_filters import Exclude, Include, MinStock, TierOnly
-from service.rules.boost import Boost
-from service.rules.catalogue_source import Catalogue
+from service.filters.frequency_cap import FrequencyCap, ShownToday
+from service.positions.diversity import Diversity
+from service.positions.pin import Pin
+from service.positions.precedence import PrecedenceCheck
+from service.positions.quota import Quota
 from service.rules.checks import timestamp
-from service.rules.diversity import Diversity
-from service.rules.frequency_cap import FrequencyCap, ShownToday
 from service.rules.guard import RulesRegistry
 from service.rules.loader import RulesConfig, SlotConfig
-from service.rules.match import ItemMatcher
-from service.rules.pin import Pin
-from service.rules.precedence import PrecedenceCheck
-from service.rules.quota import Quota
 from service.rules.schema import (
     STAGES,
     BoostRule,
@@ -49,14 +48,8 @@ from service.rules.schema import (
     ShownTodayRule,
     TierOnlyRule,
 )
-from service.slots import (
-    STEPS,
-    SlotRecipe,
-    Use,
-    build_recipe,
-    make_component,
-    register_component,
-)
+from service.slots import SlotRecipe, Use, build_recipe, components, make_component
+from service.steps.boost import Boost
 
 
 def component(rule: Rule, tz: ZoneInfo, pins: tuple[Pin, ...] = ()) -> Filter | Step:
@@ -106,8 +99,8 @@ def _when(rule: PinRule, tz: ZoneInfo) -> str:
 
 
 def rerank_factory() -> Callable[..., Step] | None:
-    """The re-ranker step (``service/steps/rerank.py``, registered as "rerank" in ``service.slots``)."""
-    return STEPS.get("rerank")
+    """The re-ranker step (``service/steps/rerank.py``, registered as "rerank" in ``service.components``)."""
+    return components()["step"].get("rerank")
 
 
 def build_slot(slot: SlotConfig, tz: ZoneInfo) -> SlotRecipe:
@@ -186,14 +179,16 @@ def _catalogue(name: str = "catalogue", **selector: Any) -> Catalogue:
     return Catalogue(ItemMatcher(sel), name)
 
 
-def register_components() -> None:
-    """Make the rule components usable by name in code specs, and the catalogue source in any slot."""
+def rule_components() -> dict[str, dict[str, Callable[..., Any]]]:
+    """The rule components by their type, usable by name in code specs, and the catalogue source
+    (for ``service.components``, which registers every component)."""
     utc = ZoneInfo("UTC")
     filters: tuple[type[Rule], ...] = (IncludeRule, ExcludeRule, TierOnlyRule, MinStockRule, ShownTodayRule,
                                        FrequencyCapRule)
     steps: tuple[type[Rule], ...] = (BoostRule, BuryRule, DiversityRule, QuotaRule, PinRule)
+    out: dict[str, dict[str, Callable[..., Any]]] = {"source": {"catalogue": _catalogue}}
     for kind, rule_types in (("filter", filters), ("step", steps)):
         for rule_type in rule_types:
             factory = _Validated(rule_type, lambda r: component(r, utc))
-            register_component(kind, factory, factory.name)
-    register_component("source", _catalogue, "catalogue")
+            out.setdefault(kind, {})[factory.name] = factory
+    return out

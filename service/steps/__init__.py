@@ -1,5 +1,6 @@
-"""Steps after blending: they reorder, boost or drop candidates of the blended list.
+"""Steps after blending: they boost, lift or re-rank the blended slate.
 
-A step has ``name``, ``kind`` (boost | rule | rerank) and ``apply(q, candidates) -> candidates``.
-Exposure rules (service/rules) and the re-ranker plug in here, after the boosts.
+A step has ``name``, ``kind`` (boost | rerank) and ``apply(q, slate) -> Report | None``: it changes
+the slate's scores and order (array operations over all its rows) and logs reasons for the rows it
+touched. The position rules (diversity, quotas, pins) run after them: ``service.positions``.
 """

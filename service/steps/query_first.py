@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-
-from service.domain import Candidate
-from service.pipeline import SlotQuery
+from service.engine.query import Report, SlotQuery
+from service.engine.slate import Slate
 
 
 @dataclass
@@ -18,15 +16,20 @@ class QueryFirst:
     name: str = "query_first"
     kind: ClassVar[str] = "boost"
 
-    def apply(self, q: SlotQuery, candidates: list[Candidate]) -> list[Candidate]:
+    def apply(self, q: SlotQuery, slate: Slate) -> Report | None:
         query = q.context.query.strip()
-        if not query or not candidates:
-            return candidates
+        if not query or not len(slate):
+            return None
         match = q.model.match_query(query)
-        strength = match.strength_for(np.fromiter((c.item for c in candidates), np.int64, len(candidates)))
-        for c, s in zip(candidates, strength.tolist(), strict=True):
-            if s > 0:
-                c.lift(s)
-                if c.source != "query_match":  # that source's own reason already says it matched
-                    c.because(self.name, self.kind, f"moved up: matches '{query}' on {match.fields[c.item]}")
-        return sorted(candidates, key=lambda c: -c.score)
+        rows = slate.order
+        strength = match.strength_for(slate.item[rows])
+        hit = strength > 0
+        lifted = rows[hit]
+        slate.score[lifted] += strength[hit]
+        slate.shift[lifted] += strength[hit]
+        own = slate.names(lifted) == "query_match"  # that source's own reason already says it matched
+        fields, items = match.fields, slate.item
+        slate.because(lifted[~own], self.name, self.kind,
+                      lambda row: f"moved up: matches '{query}' on {fields[int(items[row])]}")
+        slate.sort()
+        return None

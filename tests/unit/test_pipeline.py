@@ -1,12 +1,16 @@
-"""The pipeline engine: sources -> filters -> blend -> backfill -> steps -> cut, all traced."""
+"""The slate engine: sources -> filters -> blend -> backfill -> steps -> cut, all traced."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from service.domain import Candidate
-from service.pipeline import SlotQuery, run
+import numpy as np
+
+from service.components import registry
+from service.engine.query import Report, SlotQuery
+from service.engine.run import run
+from service.engine.slate import Found, Slate
 from service.slots import build_recipe
 from tests.fixtures.service import slot_query
 
@@ -18,9 +22,9 @@ class Fixed:
     items: tuple[int, ...]
     name: str = "fixed"
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
-        return [Candidate(i, 1.0 - k / 100, self.name).because(self.name, "source", "fixed")
-                for k, i in enumerate(self.items[:n])]
+    def fetch(self, q: SlotQuery, n: int) -> Found:
+        items = np.array(self.items[:n], dtype=np.int64)
+        return Found(items, 1.0 - np.arange(len(items)) / 100, lambda k: "fixed")
 
 
 @dataclass
@@ -28,19 +32,19 @@ class DropFirst:
     name: str = "drop_first"
     kind: ClassVar[str] = "rule"
 
-    def apply(self, q: SlotQuery, candidates: list[Candidate]) -> list[Candidate]:
-        return candidates[1:]
+    def apply(self, q: SlotQuery, slate: Slate) -> Report | None:
+        slate.order = slate.order[1:]
+        return None
 
 
 def recipe(items: tuple[int, ...], **extra):  # type: ignore[no-untyped-def]
-    from service.slots import SOURCES, STEPS
-
-    SOURCES["fixed"] = lambda name="fixed": Fixed(items, name)
-    STEPS["drop_first"] = DropFirst
+    tables = registry()
+    tables["source"]["fixed"] = lambda name="fixed": Fixed(items, name)
+    tables["step"]["drop_first"] = DropFirst
     try:
         return build_recipe("t", {"sources": ["fixed"], **extra})
     finally:
-        del SOURCES["fixed"], STEPS["drop_first"]
+        del tables["source"]["fixed"], tables["step"]["drop_first"]
 
 
 def test_every_filter_runs_and_the_trace_says_what_it_removed() -> None:
@@ -88,8 +92,7 @@ def test_served_items_carry_their_source_reason() -> None:
 def test_without_a_trace_the_slot_serves_the_same_items_and_reasons() -> None:
     r = recipe((0, 1, 11, 5, 6, 7, 8, 9, 12), steps=["drop_first"])
     traced = run(r, slot_query("m001", order=("i005",), exclude={6}, count=3))
-    q = slot_query("m001", order=("i005",), exclude={6}, count=3)
-    q.trace = False  # the served path: no ids, diffs or timings written
-    quiet = run(r, q)
+    q = replace(slot_query("m001", order=("i005",), exclude={6}, count=3), trace=False)
+    quiet = run(r, q)  # the served path: no ids, diffs or timings written
     assert quiet.items == traced.items and quiet.trace.steps == []
     assert traced.trace.steps

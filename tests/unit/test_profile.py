@@ -35,8 +35,10 @@ def test_fresh_events_move_the_vector_and_lead_the_seeds() -> None:
 def test_purchases_come_from_history_and_fresh_events() -> None:
     m = tiny_model()
     p = MemberProfile(m, "m001", OnlineState([event("m001", "i030", "purchase", days_ago=1)]), NOW)
-    bought = {str(m.item_ids[i]): (NOW - ts) / 86400 for i, ts in p.purchased_at.items()}
+    bought = {str(m.item_ids[i]): (NOW - ts) / 86400 for i, ts in zip(*p.purchases, strict=True)}
     assert bought == {"i010": 35, "i011": 2, "i030": 1}
+    assert p.purchases.last(np.array([30, 12])).tolist() == [NOW - 86400, -1]
+    assert sorted(m.item_ids[p.purchases.since(NOW - 3 * 86400)]) == ["i011", "i030"]
 
 
 def test_the_slots_of_a_page_share_one_taste_search(monkeypatch: pytest.MonkeyPatch) -> None:

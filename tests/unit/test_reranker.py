@@ -12,7 +12,6 @@ from service.rerank.features import (
     FEATURE_NAMES,
     FEATURE_VERSION,
     N_FEATURES,
-    SOURCE_INDEX,
     Candidates,
     FeatureContext,
     compute,
@@ -22,7 +21,7 @@ from tests.factories import DAY, make_dataset
 from training.config import TrainConfig
 from training.dataset import temporal
 from training.neighbours import cosine_neighbours
-from training.rerank_candidates import PoolMaker, interleave
+from training.rerank_candidates import PoolMaker
 from training.reranker import build_rows, export_onnx, fit_first_stage, label_split, train_reranker
 
 CFG = TrainConfig.model_validate({
@@ -129,15 +128,6 @@ def test_skips_cleanly_with_too_few_groups(ds):
     assert train_reranker(ds, off).meta == {"enabled": False}
 
 
-def test_interleave_follows_weights_and_dedups():
-    pools = {"als": np.array([1, 2, 3, 4, 5, 6]), "trending": np.array([2, 9, 8])}
-    c = interleave(pools, {"als": 0.75, "trending": 0.25}, n=8)
-    # as service.blend.Interleave: trending's turn comes third; its 2 is placed already, so 9
-    assert c.items.tolist() == [1, 2, 9, 3, 4, 5, 8, 6]
-    assert c.source.tolist()[2] == SOURCE_INDEX["trending"]
-    assert c.rank.tolist() == list(range(8)) and c.score[0] == 1.0
-
-
 def test_pools_are_what_a_slot_could_serve(ds):
     labels = label_split(ds, CFG.reranker)
     fs = fit_first_stage(labels.features, CFG)
@@ -225,48 +215,6 @@ def test_scorer_raises_a_catchable_error_on_a_broken_model(onnx_model):
         scorer.score(x[:, :5])
     np.testing.assert_allclose(scorer.score(x), booster.predict(x), atol=1e-4)
     assert scorer.score(np.zeros((0, N_FEATURES), np.float32)).shape == (0,)
-
-
-def _interleave_turn_by_turn(pools, weights, n):
-    """The round-robin as first written, one turn at a time: what `interleave` must equal."""
-    names = [k for k in weights if k in pools and len(pools[k])]
-    queues, w = [pools[k].tolist() for k in names], [weights[k] for k in names]
-    heads, credit, total = [0] * len(names), [0.0] * len(names), sum(w)
-    placed, items, sources = set(), [], []
-    while names and len(items) < n:
-        best = 0
-        for j in range(len(names)):
-            credit[j] += w[j]
-            if credit[j] > credit[best]:
-                best = j
-        credit[best] -= total
-        q, i = queues[best], heads[best]
-        while i < len(q) and q[i] in placed:
-            i += 1
-        if i < len(q):
-            placed.add(q[i])
-            items.append(q[i])
-            sources.append(names[best])
-            i += 1
-        heads[best] = i
-        if i >= len(q):
-            total -= w[best]
-            for lst in (names, queues, w, heads, credit):
-                del lst[best]
-    return items, sources
-
-
-def test_interleave_equals_the_turn_by_turn_round_robin():
-    rng = np.random.default_rng(3)
-    weights = {"als": 0.5, "similar_recent": 0.2, "category_popular": 0.15, "trending": 0.1, "popular": 0.05}
-    for trial in range(300):
-        pools = {k: rng.choice(60, rng.integers(0, 40), replace=False) for k in weights
-                 if rng.random() < 0.9}  # short pools run out, overlaps are skipped, some are absent
-        n = int(rng.integers(1, 80))
-        got = interleave(pools, weights, n)
-        items, sources = _interleave_turn_by_turn(pools, weights, n)
-        assert got.items.tolist() == items, trial
-        assert got.source.tolist() == [SOURCE_INDEX[s] for s in sources], trial
 
 
 def test_lightgbm_is_imported_without_scikit_learn_and_leaves_it_importable():

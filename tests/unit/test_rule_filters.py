@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.domain import OnlineState
-from service.pipeline import run
+from service.engine.run import run
 from tests.fixtures.rules import POPULAR, ids, registry, serve
 from tests.fixtures.service import slot_query, tiny_model
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from service.rules.schema import RULE_TYPES
-from service.slots import STEPS, RecipeError, build_recipe
+from service.slots import RecipeError, build_recipe, components
 from tests.fixtures.rules import POPULAR, problems, registry, serve
 from tests.fixtures.service import tiny_model
 
@@ -198,7 +198,7 @@ def test_rerank_switch_needs_the_step_and_goes_after_the_boosts() -> None:
     with pytest.MonkeyPatch.context() as mp:  # a build without service/steps/rerank.py
         mp.setattr(service.rules.recipe, "rerank_factory", lambda: None)
         assert any("no re-ranker step is installed" in p.message for p in problems(text))
-    assert "rerank" in STEPS
+    assert "rerank" in components()["step"]
     recipe = registry(text).get("t")
     assert recipe is not None
     assert [s.name for s in recipe.steps] == ["B", "rerank", "Mix", "precedence"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.pipeline import run
+from service.engine.run import run
 from service.slots import ALWAYS_FILTERS, DEFAULT_SLOTS, RecipeError, build_recipe, default_registry
 from tests.fixtures.service import slot_query
 

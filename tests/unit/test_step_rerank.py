@@ -18,8 +18,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from service.domain import PageRequest, SlotAsk, SlotResult
+from service.engine.run import run
 from service.model import ServingModel
-from service.pipeline import run
 from service.recommender import Recommender
 from service.reload import Holder
 from service.rerank.features import FEATURE_NAMES, FEATURE_VERSION

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.candidates import candidates
-from service.domain import Candidate
-from service.pipeline import SlotQuery
-from service.rules.match import DAY, ItemMatcher
+from service.candidates import best, same
+from service.engine.match import DAY, ItemMatcher
+from service.engine.query import SlotQuery
+from service.engine.slate import Found
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Catalogue:
     matcher: ItemMatcher
     name: str = "catalogue"
 
-    def fetch(self, q: SlotQuery, n: int) -> list[Candidate]:
+    def fetch(self, q: SlotQuery, n: int) -> Found:
         items = np.flatnonzero(self.matcher.mask(q.model))
         days = self.matcher.sel.new_launch_days
         if days is not None:
@@ -34,5 +34,4 @@ class Catalogue:
             scores = q.model.bundle.item_factors[items] @ vector
         else:
             scores = q.model.bundle.popularity_global[items].astype(np.float64)
-        about = self.matcher.about
-        return candidates(self.name, items, scores, n, lambda i, s: f"chosen by the merchandisers: {about}")
+        return best(items, scores, n, same(f"chosen by the merchandisers: {self.matcher.about}"))

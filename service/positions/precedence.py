@@ -10,18 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
-from service.domain import Candidate
-from service.pipeline import SlotQuery, Step
-from service.rules.positions import window
-
-
-class Checked(Protocol):
-    name: str
-    top: int
-
-    def violation(self, q: SlotQuery, candidates: list[Candidate]) -> str | None: ...
+from service.engine.query import Report, SlotQuery, Step
+from service.engine.slate import Slate
+from service.positions import window
 
 
 @dataclass
@@ -30,18 +23,19 @@ class PrecedenceCheck:
     name: str = "precedence"
     kind: ClassVar[str] = "rule"
 
-    def apply(self, q: SlotQuery, candidates: list[Candidate]) -> list[Candidate]:
+    def apply(self, q: SlotQuery, slate: Slate) -> Report | None:
+        report = Report()
         for i, rule in enumerate(self.rules):
             check = getattr(rule, "violation", None)
-            broken = check(q, candidates) if check is not None else None
+            broken = check(q, slate) if check is not None else None
             if broken is None:
                 continue
             later = {getattr(r, "name", "") for r in self.rules[i + 1:]}
-            k = window(q, getattr(rule, "top", q.count), len(candidates))
-            blame = sorted({r.step for c in candidates[:k] for r in c.reasons if r.step in later})
+            k = window(q, getattr(rule, "top", q.count), len(slate))
+            blame = sorted(slate.steps_of(slate.order[:k].tolist()) & later)
             if blame:
-                q.give_way(f"'{rule.name}' gave way to {', '.join(repr(b) for b in blame)}: {broken}")
-        return candidates
+                report.give_way(f"'{rule.name}' gave way to {', '.join(repr(b) for b in blame)}: {broken}")
+        return report
 
     def describe(self) -> str:
         return "re-checks diversity and quotas after the later rules ran"

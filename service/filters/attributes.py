@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.pipeline import SlotQuery
-from service.rules.match import ItemMatcher, member_tier
+from service.engine.match import ItemMatcher, member_tier
+from service.engine.query import SlotQuery
 
 
 @dataclass

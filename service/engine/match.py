@@ -1,4 +1,4 @@
-"""A rule's selector, evaluated against a model: vectorised over item indices.
+"""A rule's selector, evaluated against a model: vectorised over item indices or slate rows.
 
 What depends only on the catalogue (category, brand, tag, item ids, price band) becomes one
 boolean mask over all items, computed once per model and cached; what depends on the moment (new
@@ -8,14 +8,13 @@ launches) or on the candidate (its source) is checked per request on the candida
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from service.domain import Candidate
+from service.engine.query import SlotQuery
+from service.engine.slate import Slate
 from service.model import ServingModel
-from service.pipeline import SlotQuery
 from service.rules.schema import Selector
 
 DAY = 86400
@@ -88,13 +87,15 @@ class ItemMatcher:
             hit = hit & (launched >= 0) & (launched <= q.now) & (launched >= since)
         return hit
 
-    def candidates(self, q: SlotQuery, cands: Sequence[Candidate]) -> list[bool]:
-        """One bool per candidate, the source included (boosts, quotas)."""
-        hit = self.items(q, np.fromiter((c.item for c in cands), dtype=np.int64, count=len(cands)))
+    def rows(self, q: SlotQuery, slate: Slate, rows: np.ndarray) -> np.ndarray:
+        """One bool per slate row, the source included (boosts, quotas)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        hit = self.items(q, slate.item[rows])
         if self.sel.source is not None:
             sources = set(self.sel.source)
-            hit = hit & np.array([c.source in sources for c in cands], dtype=bool)
-        return hit.tolist()
+            named = np.array([o.name in sources for o in slate.origins], dtype=bool)
+            hit = hit & named[slate.src[rows]]
+        return hit
 
     def _build(self, model: ServingModel) -> np.ndarray:
         sel, cols, items = self.sel, columns(model), model.bundle.items

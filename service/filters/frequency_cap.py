@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.pipeline import SlotQuery
+from service.engine.query import SlotQuery
 
 
 @dataclass
@@ -24,11 +24,14 @@ class FrequencyCap:
 
     def keep(self, q: SlotQuery, items: np.ndarray) -> np.ndarray:
         if q.state.degraded:
-            q.note("state store unavailable: not applied")
             return np.ones(len(items), dtype=bool)
         seen = q.state.impressions_over(self.days)
         capped = q.model.known_items([i for i, n in seen.items() if n >= self.max])
         return ~np.isin(items, capped)
+
+    def remark(self, q: SlotQuery) -> str:
+        """For the trace: why the cap let everything through."""
+        return "state store unavailable: not applied" if q.state.degraded else ""
 
     def describe(self) -> str:
         window = "today" if self.days == 1 else f"in the last {self.days} days"

@@ -1,30 +1,27 @@
 """The slot trace, written only when someone will read it (rules preview, rules check, tests).
 
-The pipeline (``service.pipeline.run``) reports every component through a ``Tracer``: what a source
-brought, what a filter removed, how a step reordered the list. ``Tracer`` turns that into
-``TraceStep``s (item ids, timings, the component's description and notes); ``NoTracer`` does nothing,
-so a served request pays neither for the ids nor for the list diffs (``SlotQuery.trace = False``).
+The engine (``service.engine.run``) reports every component through a ``Tracer``: what a source
+brought, what a filter removed, how a step reordered the slate. ``Tracer`` turns that into
+``TraceStep``s (item ids, timings, the component's description and notes); ``NoTracer`` does
+nothing, so a served request pays neither for the ids nor for the order diffs.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from service.domain import Candidate, Trace, TraceStep
-
-if TYPE_CHECKING:
-    from service.pipeline import SlotQuery
+from service.domain import Trace, TraceStep
+from service.engine.query import Report
 
 
 class StepLog:
     """One component's entry while it runs (a context manager); records it on exit."""
 
-    def __init__(self, tracer: Tracer, name: str, kind: str, q: SlotQuery | None, component: object) -> None:
-        self.tracer, self.q = tracer, q
+    def __init__(self, tracer: Tracer, name: str, kind: str, component: object) -> None:
+        self.tracer = tracer
         self.step = TraceStep(name, kind)
         describe = getattr(component, "describe", None)
         if describe is not None:
@@ -32,28 +29,26 @@ class StepLog:
 
     def __enter__(self) -> StepLog:
         self.t0 = time.perf_counter()
-        if self.q is not None:
-            self.q.notes.clear()
-            self.q.yielded.clear()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.step.ms = round((time.perf_counter() - self.t0) * 1000, 3)
-        if self.q is not None:
-            self.step.note = "; ".join(n for n in (self.step.note, *self.q.notes) if n)
-            self.step.gave_way = list(self.q.yielded)
         self.tracer.trace.record(self.step)
 
-    def brought(self, found: Sequence[Candidate]) -> None:
-        self.step.added = self.tracer.ids([c.item for c in found])
+    def reported(self, report: Report | None) -> None:
+        if report is not None:
+            self.step.note = "; ".join(n for n in (self.step.note, *report.notes) if n)
+            self.step.gave_way = list(report.gave_way)
+
+    def brought(self, items: np.ndarray) -> None:
+        self.step.added = self.tracer.ids(items)
 
     def removed(self, items: np.ndarray) -> None:
         self.step.removed = self.tracer.ids(np.unique(items))
 
-    def reordered(self, before: Sequence[Candidate], after: Sequence[Candidate], count: int) -> None:
+    def reordered(self, before: np.ndarray, after: np.ndarray, count: int) -> None:
         """What a step did: items it removed, added, and moved into, within or out of the top ``count``."""
-        was = [c.item for c in before]
-        now = [c.item for c in after]
+        was, now = before.tolist(), after.tolist()
         kept = set(now)
         self.step.removed = self.tracer.ids([i for i in was if i not in kept])
         self.step.added = self.tracer.ids(sorted(kept - set(was)))
@@ -72,12 +67,12 @@ class Tracer:
     def ids(self, items: Sequence[int] | np.ndarray) -> list[str]:
         return self.item_ids[np.asarray(items, dtype=np.int64)].tolist()
 
-    def step(self, name: str, kind: str, q: SlotQuery | None = None, component: object = None) -> StepLog:
-        return StepLog(self, name, kind, q, component)
+    def step(self, name: str, kind: str, component: object = None) -> StepLog:
+        return StepLog(self, name, kind, component)
 
-    def cut(self, served: int, ranked: Sequence[Candidate]) -> None:
-        self.trace.record(TraceStep("cut", "cut", removed=self.ids([c.item for c in ranked[served:]]),
-                                    note=f"served {served} of {len(ranked)}"))
+    def cut(self, served: int, items: np.ndarray) -> None:
+        self.trace.record(TraceStep("cut", "cut", removed=self.ids(items[served:]),
+                                    note=f"served {served} of {len(items)}"))
 
 
 class _Nothing(StepLog):
@@ -92,13 +87,16 @@ class _Nothing(StepLog):
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def brought(self, found: Sequence[Candidate]) -> None:
+    def reported(self, report: Report | None) -> None:
+        return None
+
+    def brought(self, items: np.ndarray) -> None:
         return None
 
     def removed(self, items: np.ndarray) -> None:
         return None
 
-    def reordered(self, before: Sequence[Candidate], after: Sequence[Candidate], count: int) -> None:
+    def reordered(self, before: np.ndarray, after: np.ndarray, count: int) -> None:
         return None
 
 
@@ -110,10 +108,10 @@ class NoTracer(Tracer):
 
     enabled = False
 
-    def step(self, name: str, kind: str, q: SlotQuery | None = None, component: object = None) -> _Nothing:
+    def step(self, name: str, kind: str, component: object = None) -> _Nothing:
         return _NOTHING
 
-    def cut(self, served: int, ranked: Sequence[Candidate]) -> None:
+    def cut(self, served: int, items: np.ndarray) -> None:
         return None
 
 
