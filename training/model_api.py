@@ -187,7 +187,7 @@ class Blend(Model):
     most the blend of each part's last candidate score; a member whose n-th blended score does not
     beat that bound is ranked over every item instead, so the result is the full ranking's."""
 
-    def __init__(self, name: str, parts: list[tuple[Model, float]], candidates: int = 100):
+    def __init__(self, name: str, parts: list[tuple[Model, float]], candidates: int = 50):
         self.name = name
         self.parts = parts
         self.candidates = candidates
