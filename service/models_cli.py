@@ -63,7 +63,7 @@ def _metrics(m: dict[str, Any]) -> dict[str, Any]:
                          "live_version": gate.get("live_version")}
     valid = (m.get("reranker") or {}).get("valid") or {}
     if "rerank_ndcg@10" in valid:
-        found["reranker_valid"] = {k: valid[k] for k in ("first_stage_ndcg@10", "rerank_ndcg@10")
+        found["reranker_valid"] = {k: valid[k] for k in ("first_stage_ndcg@10", "rerank_ndcg@10", "shipped")
                                    if k in valid}
     if "index_recall_at_100" in (m.get("metrics") or {}):
         found["index_recall_at_100"] = m["metrics"]["index_recall_at_100"]
@@ -126,8 +126,9 @@ def _metrics_text(m: dict[str, Any]) -> str:
                            for k in ("hr@10", "ndcg@10") if k in new)
         parts.append(f"gate {figures}" + ("" if live else " (no live bundle)"))
     if rr := m.get("reranker_valid"):
+        refused = " refused by the gate: not shipped" if rr.get("shipped") is False else ""
         parts.append(f"rerank ndcg@10 {rr['rerank_ndcg@10']:.4f} (first stage "
-                     f"{rr.get('first_stage_ndcg@10', float('nan')):.4f})")
+                     f"{rr.get('first_stage_ndcg@10', float('nan')):.4f}){refused}")
     if "index_recall_at_100" in m:
         parts.append(f"index recall@100 {m['index_recall_at_100']:.3f}")
     return "; ".join(parts) or "-"

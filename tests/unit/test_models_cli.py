@@ -132,3 +132,14 @@ def test_a_folder_with_nothing_published_is_said_plainly(tmp_path: Path) -> None
     nothing_live = models("rollback", "--models", str(tmp_path))
     assert isinstance(nothing_live.exception, BundleError)
     assert "nothing is live" in str(nothing_live.exception)
+
+
+def test_list_says_when_the_gate_refused_the_reranker(tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    bundle = make_bundle(version="v1")
+    bundle.manifest["reranker"] = {"valid": {"first_stage_ndcg@10": 0.137, "rerank_ndcg@10": 0.129,
+                                             "shipped": False, "reason": "the gate refused"}}
+    mb.publish(bundle, out)
+    table = models("list", "--models", str(out))
+    assert table.exit_code == 0, table.output
+    assert "refused by the gate: not shipped" in " ".join(table.output.split())
