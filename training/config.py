@@ -188,9 +188,9 @@ class ItemModelConfig(_Strict):
 
     enabled: bool = True
     k: int = Field(100, ge=1, le=1000)  # neighbours kept per item: the model, and what the service serves
-    alpha: float = Field(0.5, gt=0, le=2)  # transition probabilities ** alpha (< 1 flattens heavy rows)
+    alpha: float = Field(0.3, gt=0, le=2)  # transition probabilities ** alpha (< 1 flattens heavy rows)
     beta: float = Field(0.2, ge=0, le=1)  # arrival divided by popularity ** beta (> 0 favours the long tail)
-    blend: float = Field(0.5, ge=0, le=1)  # its share in the ALS blend (standardised scores)
+    blend: float = Field(0.7, ge=0, le=1)  # its share in the ALS blend (standardised scores)
     # The fit's cost is one multiply-add per item -> member -> item walk (the sum over members of their
     # items squared), a few million a second on one core; above this it is skipped with a note.
     max_paths: int = Field(1_000_000_000, ge=1)

@@ -89,7 +89,7 @@ class RP3beta(Model):
     matrix: sp.csr_matrix  # members x items confidence, as fitted
     weights: sp.csr_matrix
 
-    def __init__(self, k: int = 100, alpha: float = 0.5, beta: float = 0.2, block_paths: int = BLOCK_PATHS):
+    def __init__(self, k: int = 100, alpha: float = 0.3, beta: float = 0.2, block_paths: int = BLOCK_PATHS):
         self.k, self.alpha, self.beta, self.block_paths = k, alpha, beta, block_paths
 
     def fit(self, ds: Dataset | None, matrix: sp.csr_matrix) -> Self:
