@@ -89,6 +89,11 @@ class MemberProfile:
         hist_weight = ((b.history_events[h][:, None] & _BITS) > 0) @ weights
         hist_weight = hist_weight + np.maximum(b.history_purchases[h] - 1, 0) * weights[_PURCHASE]
         fresh = self.fresh
+        if not len(fresh.items):  # the bundle's history holds each item once: nothing to merge
+            items, ts = b.history_items[h].astype(np.int64), b.history_last_ts[h].astype(np.int64)
+            total = self.model.decayed(hist_weight, self.now - ts, half_life)
+            order = np.lexsort((items, -ts))  # newest first, then by item (as merged events are)
+            return items[order], self.model.squash(total[order]), ts[order]
         items = np.concatenate([b.history_items[h], fresh.items]).astype(np.int64)
         weight = np.concatenate([hist_weight, weights[fresh.events]])
         ts = np.concatenate([b.history_last_ts[h], fresh.ts]).astype(np.int64)

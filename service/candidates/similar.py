@@ -28,21 +28,37 @@ def neighbours(model: ServingModel, seeds: np.ndarray, weights: np.ndarray) -> t
     return items, np.bincount(inverse, weights=contrib[keep], minlength=len(items))
 
 
-def strongest_seed(model: ServingModel, seeds: np.ndarray, weights: np.ndarray, item: int) -> int:
-    """The seed that contributed most to ``item``'s score (the first of equals), for its reason."""
-    nb = model.bundle.neighbour_items[seeds]
-    scores = model.bundle.neighbour_scores[seeds] * np.asarray(weights)[:, None]
-    contrib = np.where(nb == item, scores, -np.inf)
-    return int(seeds[int(np.argmax(contrib.max(axis=1)))])
+def strongest_seeds(model: ServingModel, seeds: np.ndarray, weights: np.ndarray,
+                    items: np.ndarray) -> np.ndarray:
+    """For each of ``items`` (neighbours of ``seeds``), the seed that contributed most to its score
+    (the first of equals), for its reason."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    nb = model.bundle.neighbour_items[seeds].astype(np.int64)
+    contrib = model.bundle.neighbour_scores[seeds] * np.asarray(weights, dtype=np.float64)[:, None]
+    seed_of = np.broadcast_to(seeds[:, None], nb.shape)
+    keep = np.isin(nb, items)
+    nb, contrib, seed_of = nb[keep], contrib[keep], seed_of[keep]
+    order = np.lexsort((-contrib, nb))  # per item, strongest contribution first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = nb[order][1:] != nb[order][:-1]
+    found, best = nb[order][first], seed_of[order][first]
+    return best[np.searchsorted(found, items)]
 
 
 def similar(q: SlotQuery, seeds: np.ndarray, weights: np.ndarray, n: int, why: str) -> Found:
-    """The top ``n`` neighbours of ``seeds``; ``why`` names the strongest seed ("{seed}")."""
+    """The top ``n`` neighbours of ``seeds``; ``why`` names the strongest seed ("{seed}"), worked out
+    for all of them the first time a reason is asked for (only served rows are explained)."""
     items, scores = neighbours(q.model, seeds, weights)
     found, values = top(items, scores, n)
     ids = q.model.item_ids
-    return Found(found, values,
-                 lambda k: why.format(seed=ids[strongest_seed(q.model, seeds, weights, int(found[k]))]))
+    best: list[np.ndarray] = []
+
+    def explain(k: int) -> str:
+        if not best:
+            best.append(strongest_seeds(q.model, seeds, weights, found))
+        return why.format(seed=ids[best[0][k]])
+
+    return Found(found, values, explain)
 
 
 @dataclass
