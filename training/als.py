@@ -153,6 +153,13 @@ class ALS(Model):
             rows = items[start:start + self.batch_size]
             valid = rows >= 0
             wanted = np.unique(rows[valid])
+            if len(wanted) > 8 * rows.shape[1]:  # scattered asks (an item model's): each pair's product
+                users = self.member_factors[members[start:start + self.batch_size]]
+                for a in range(0, len(rows), 256):  # 256 x width x factors gathered at a time
+                    gathered = self.item_factors[np.maximum(rows[a:a + 256], 0)]
+                    dots = np.einsum("mf,mkf->mk", users[a:a + 256], gathered)
+                    out[start + a:start + a + len(dots)] = np.where(valid[a:a + 256], dots, -np.inf)
+                continue
             column = np.zeros(len(self.item_factors), dtype=np.int64)
             column[wanted] = np.arange(len(wanted))
             scores = self.member_factors[members[start:start + self.batch_size]] @ self.item_factors[wanted].T

@@ -17,8 +17,10 @@ from training.metrics import ranking_metrics
 from training.model_api import Blend, Model, Ranked
 from training.popularity import CategoryPopularity, GlobalPopularity, TrendingPopularity
 from training.progress import Steps
+from training.rp3beta import fit_item_model
 
-ALL_MODELS = ("als", "popularity", "popularity_category", "trending", "als+popularity")
+ALL_MODELS = ("als", "rp3beta", "als+rp3beta", "popularity", "popularity_category", "trending",
+              "als+popularity")
 SCORE_STEP = "score {}"
 
 
@@ -35,9 +37,18 @@ def fit_models(split: Split, config: TrainConfig, names: tuple[str, ...] = ALL_M
     wanted = set(names)
     if "als+popularity" in wanted:
         wanted |= {"als", "popularity"}
+    if "als+rp3beta" in wanted:
+        wanted |= {"als", "rp3beta"}
     models: dict[str, Model] = {}
     if "als" in wanted:
         models["als"], _ = fit_final(ds, matrix, config, steps, start=start)
+    if "rp3beta" in wanted:
+        with steps.step("RP3beta"):
+            fit = fit_item_model(ds, matrix, config.item_model)
+        if fit.model is None:
+            steps.info(f"rp3beta and als+rp3beta not evaluated: {fit.note}")
+        else:
+            models["rp3beta"] = fit.model
     with steps.step("popularity models"):
         for cls in (GlobalPopularity, CategoryPopularity, TrendingPopularity):
             if cls.name in wanted:
@@ -46,6 +57,9 @@ def fit_models(split: Split, config: TrainConfig, names: tuple[str, ...] = ALL_M
         w = config.blend_popularity
         models["als+popularity"] = Blend("als+popularity", [(models["als"], 1 - w),
                                                             (models["popularity"], w)])
+    if "als+rp3beta" in wanted and "rp3beta" in models:
+        w = config.item_model.blend
+        models["als+rp3beta"] = Blend("als+rp3beta", [(models["als"], 1 - w), (models["rp3beta"], w)])
     return {name: models[name] for name in names if name in models}
 
 

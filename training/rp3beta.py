@@ -23,8 +23,9 @@ import scipy.sparse as sp
 
 from training.config import ItemModelConfig
 from training.dataset import Dataset
-from training.model_api import Model
+from training.model_api import Model, batch_rows, exclusion_keys, in_sorted, top_n
 
+CHUNK_ROWS = 256  # members ranked together from their reached items (padded to the longest)
 BLOCK_PATHS = 10_000_000  # walks per block of item rows: ~300 MB for the block's product and its sort
 
 
@@ -112,7 +113,91 @@ class RP3beta(Model):
         return self
 
     def score(self, members: np.ndarray) -> np.ndarray:
-        return np.asarray((self.matrix[np.asarray(members)] @ self.weights).toarray(), dtype=np.float32)
+        return np.asarray(self.sparse_scores(members).toarray(), dtype=np.float32)
+
+    def sparse_scores(self, members: np.ndarray, sort: bool = True) -> sp.csr_matrix:
+        """Members' rows times W, sparse: only the items their walks reach (every other item
+        scores 0); ``sort``: each row's items in column order."""
+        out = sp.csr_matrix(self.matrix[np.asarray(members, dtype=np.int64)] @ self.weights, dtype=np.float32)
+        if sort:
+            out.sort_indices()
+        return out
+
+    def recommend(self, members: np.ndarray, n: int,
+                  exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The generic ranking without dense scores: the reached items (positive scores) are ranked
+        from the sparse product; a row with fewer than n of them is filled with score-0 items in
+        column order, as a full sort would (ties: lower column first)."""
+        members = np.asarray(members, dtype=np.int64)
+        n_items = self.weights.shape[1]
+        out_items = np.full((len(members), n), -1, dtype=np.int64)
+        out_scores = np.full((len(members), n), -np.inf, dtype=np.float32)
+        if n == 0 or len(members) == 0:
+            return out_items, out_scores
+        step = batch_rows(n_items, self.batch_size)  # a padded batch is at most as wide as the catalogue
+        for start in range(0, len(members), step):
+            batch = members[start:start + step]
+            s = self.sparse_scores(batch, sort=False)
+            rows = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(s.indptr))
+            excluded = exclusion_keys(exclude, batch, n_items)
+            s.data[in_sorted(rows * n_items + s.indices, excluded)] = 0
+            s.eliminate_zeros()  # what is left: the reached items that may be recommended
+            counts = np.diff(s.indptr)
+            # rows of similar counts together, so a chunk's padded width is close to its rows' counts
+            by_count = np.argsort(counts, kind="stable")
+            s = s[by_count]
+            for a in range(0, len(batch), CHUNK_ROWS):
+                chunk = s[a:a + CHUNK_ROWS]
+                lengths = np.diff(chunk.indptr)
+                r = np.repeat(np.arange(chunk.shape[0]), lengths)
+                pos = np.arange(chunk.nnz) - chunk.indptr[r]
+                packed = np.full((chunk.shape[0], max(int(lengths.max()), n)), -np.inf, dtype=np.float32)
+                packed_cols = np.full(packed.shape, -1, dtype=np.int64)
+                packed[r, pos], packed_cols[r, pos] = chunk.data, chunk.indices
+                at, top = top_n(packed, n)
+                cols = np.take_along_axis(packed_cols, at, axis=1)
+                tied = np.lexsort((cols, -top), axis=-1)  # equal scores: lower column first
+                where = start + by_count[a:a + chunk.shape[0]]
+                out_items[where] = np.take_along_axis(cols, tied, axis=1)
+                out_scores[where] = np.take_along_axis(top, tied, axis=1)
+            short = by_count[:np.searchsorted(counts[by_count], n)]  # s's first rows, fewest reached
+            for p, i in enumerate(short):  # too few reached: score-0 items, lowest column first
+                reached = s.indices[s.indptr[p]:s.indptr[p + 1]]
+                blocked = np.union1d(reached, exclude[batch[i]].indices if exclude is not None else [])
+                fill = np.setdiff1d(np.arange(min(n_items, n + len(blocked))), blocked)[:n - counts[i]]
+                out_items[start + i, counts[i]:counts[i] + len(fill)] = fill
+                out_scores[start + i, counts[i]:counts[i] + len(fill)] = 0.0
+        out_items[~np.isfinite(out_scores)] = -1
+        return out_items, out_scores
+
+    def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``items[i]``'s scores for ``members[i]`` looked up in the sparse product (item -1: -inf)."""
+        members = np.asarray(members, dtype=np.int64)
+        n_items = self.weights.shape[1]
+        out = np.zeros(items.shape, dtype=np.float32)
+        for start in range(0, len(members), self.batch_size):
+            s = self.sparse_scores(members[start:start + self.batch_size])
+            keys = np.repeat(np.arange(s.shape[0], dtype=np.int64), np.diff(s.indptr)) * n_items + s.indices
+            rows = items[start:start + s.shape[0]]
+            want = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + np.maximum(rows, 0)
+            at = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
+            if len(keys):
+                out[start:start + len(rows)] = np.where(keys[at] == want, s.data[at], 0.0)
+        out[items < 0] = -np.inf
+        return out
+
+    def score_stats(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std over all items from the sparse product (unreached items score 0)."""
+        members = np.asarray(members, dtype=np.int64)
+        n_items = max(self.weights.shape[1], 1)
+        mean = np.zeros(len(members), dtype=np.float64)
+        square = np.zeros(len(members), dtype=np.float64)
+        for start in range(0, len(members), self.batch_size):
+            s = self.sparse_scores(members[start:start + self.batch_size]).astype(np.float64)
+            mean[start:start + s.shape[0]] = np.asarray(s.sum(axis=1)).ravel() / n_items
+            square[start:start + s.shape[0]] = np.asarray(s.multiply(s).sum(axis=1)).ravel() / n_items
+        std = np.sqrt(np.maximum(square - mean * mean, 0.0))
+        return mean.astype(np.float32), std.astype(np.float32)
 
     def neighbours(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The "because you liked X" table: per item its k strongest arrivals (see `neighbour_table`)."""

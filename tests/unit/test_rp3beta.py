@@ -100,3 +100,31 @@ def test_config_is_on_by_default_and_validated() -> None:
         ItemModelConfig(beta=1.5)
     with pytest.raises(ValidationError):
         TrainConfig.model_validate({"item_model": {"neighbours": 5}})
+
+
+def test_sparse_ranking_scores_and_stats_equal_the_dense_generic_paths() -> None:
+    from training.model_api import Model
+
+    rng = np.random.default_rng(3)
+    x = sp.random(60, 40, density=0.06, random_state=4, format="csr", dtype=np.float32)
+    x.data[:] = rng.integers(1, 4, len(x.data))
+    model = RP3beta(k=5, alpha=0.5, beta=0.3).fit(None, x)
+    model.batch_size = 7  # several batches
+    members = np.arange(60)
+    exclude = sp.random(60, 40, density=0.2, random_state=5, format="csr")
+    for n in (3, 25):  # 25: most rows reach fewer items, so zero-score items fill them
+        fast = model.recommend(members, n, exclude=exclude)
+        slow = Model.recommend(model, members, n, exclude=exclude)
+        np.testing.assert_allclose(fast[1], slow[1], rtol=1e-6)
+        reached = fast[1] > 0  # score-0 ties: the full sort keeps any of them, the fast path the first
+        np.testing.assert_array_equal(fast[0][reached], slow[0][reached])
+        for row, items in enumerate(fast[0]):
+            assert len(set(items.tolist())) == n
+            assert not set(items.tolist()) & set(exclude[row].indices.tolist())
+            assert np.all(model.score(np.array([row]))[0, items] == fast[1][row])
+    items = rng.integers(-1, 40, (60, 9))
+    np.testing.assert_allclose(model.score_items(members, items), Model.score_items(model, members, items),
+                               rtol=1e-6)
+    for fast_stat, slow_stat in zip(model.score_stats(members), Model.score_stats(model, members),
+                                    strict=True):
+        np.testing.assert_allclose(fast_stat, slow_stat, rtol=1e-4, atol=1e-6)
