@@ -33,8 +33,12 @@ def test_rp3beta_and_its_blend_with_als_are_rows_of_evaluate() -> None:
 def test_without_the_item_model_both_rows_are_skipped_with_the_reason_once() -> None:
     split = leave_random_share(make_dataset(members=120, n_items=60, seed=5), 0.2, 0)
     said: list[str] = []
-    steps = Steps(quiet=True)
-    steps.info = said.append  # type: ignore[method-assign]
+
+    class Said(Steps):
+        def info(self, message: str) -> None:
+            said.append(message)
+
+    steps = Said(quiet=True)
     config = TrainConfig.model_validate({**SMALL, "item_model": {"max_paths": 1}})
     results = evaluate(split, config, ks=(10,), steps=steps)
     assert "rp3beta" not in results and "als+rp3beta" not in results and "als" in results
