@@ -37,7 +37,14 @@ ARRAYS: dict[str, tuple[str, bool]] = {
     # members by id (a stable argsort of member_id; the trainer makes it, else publish): the service's
     # id lookup need not sort a million ids on every swap, beside requests (older bundles still load)
     "member_order": ("int64", False),
+    # RP3beta's W ("because you liked X"), CSR over items: item h's arrivals are [indptr[h], indptr[h+1])
+    # (at most item_model.k each); absent when the trainer skipped it (or older bundles): "liked" is empty
+    "liked_indptr": ("int64", False),  # [n_items + 1]
+    "liked_indices": ("int32", False),  # arrival item per entry
+    "liked_scores": ("float32", False),  # W[h, j] per entry
 }
+#: The arrays of one optional model: all of them or none.
+LIKED_ARRAYS = ("liked_indptr", "liked_indices", "liked_scores")
 ITEMS_TABLE = "items.parquet"  # item_id, category, brand, price, stock, on_shelf, launched_at, tags
 MEMBERS_TABLE = "members.parquet"  # member_id, tier, points
 
@@ -79,6 +86,17 @@ class RerankerSection(BaseModel):
     skipped: str | None = None
 
 
+class ItemModelSection(BaseModel):
+    """``item_model``: what the trainer did about RP3beta (training.rp3beta.ItemModelFit.as_dict);
+    ``skipped`` says why the bundle has no ``liked_*`` arrays."""
+
+    model_config = ConfigDict(extra="allow")
+    fitted: bool = False
+    walks: StrictInt = Field(0, ge=0)
+    nnz: StrictInt | None = Field(None, ge=0)
+    skipped: str | None = None
+
+
 class Manifest(BaseModel):
     """``manifest.json``'s shape: what a reader must trust before reading a file; the trainer's
     reports ride along as extra keys. A bundle's folder is named ``version``."""
@@ -91,6 +109,7 @@ class Manifest(BaseModel):
     hyperparameters: dict[str, Any] = {}
     index: dict[str, Any] = {}
     reranker: RerankerSection = RerankerSection()
+    item_model: ItemModelSection | None = None  # None: a bundle from before the item model
 
     @field_validator("files")
     @classmethod

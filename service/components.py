@@ -2,7 +2,7 @@
 on import). The tables are built on first use, so the component modules, the rules file's schema
 and the recipes that name them can import each other's types freely.
 
-    sources   service/candidates/   als, similar_recent, ..., catalogue
+    sources   service/candidates/   als, liked, similar_recent, ..., catalogue
     filters   service/filters/      in_stock, on_shelf, ..., include, exclude, frequency_cap
     steps     service/steps/        query_first, rerank, boost, bury
               service/positions/    diversity, quota, pin
@@ -19,6 +19,7 @@ from typing import Any
 def registry() -> dict[str, dict[str, Callable[..., Any]]]:
     """kind (source | filter | step) -> name -> factory (keyword parameters from the spec)."""
     from service.candidates.als import PersonalAls
+    from service.candidates.liked import BecauseYouLiked
     from service.candidates.new_launches import NewLaunches
     from service.candidates.popular import Popular, PopularInCategory, Trending
     from service.candidates.query_match import QueryMatch
@@ -34,8 +35,8 @@ def registry() -> dict[str, dict[str, Callable[..., Any]]]:
     from service.steps.rerank import Rerank
 
     tables: dict[str, dict[str, Callable[..., Any]]] = {
-        "source": {c.name: c for c in (PersonalAls, SimilarToRecent, SimilarToOrder, Popular, Trending,
-                                       PopularInCategory, NewLaunches, RepeatPurchase, QueryMatch)},
+        "source": {c.name: c for c in (PersonalAls, BecauseYouLiked, SimilarToRecent, SimilarToOrder, Popular,
+                                       Trending, PopularInCategory, NewLaunches, RepeatPurchase, QueryMatch)},
         "filter": {c.name: c for c in (InStock, OnShelf, NotBoughtRecently, NotJustOrdered, NotOnPage)},
         "step": {c.name: c for c in (QueryFirst, Rerank)},
     }

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from service.bundle_manifest import (  # noqa: F401  (re-exported)
     ARRAYS,
     ITEMS_TABLE,
+    LIKED_ARRAYS,
     MANIFEST,
     MEMBERS_TABLE,
     SCHEMA_VERSION,
@@ -202,6 +203,35 @@ class Bundle:
                               f"vectors for {n_items} items")
         for name in FINITE_ARRAYS:
             check_finite(name, a[name], f"bundle {self.version}")
+        check_liked(a, n_items, f"bundle {self.version}")
+
+    @property
+    def has_liked(self) -> bool:
+        """Whether the bundle carries RP3beta's W (the "liked" source; older bundles do not)."""
+        return "liked_indptr" in self.arrays
+
+
+def check_liked(a: dict[str, np.ndarray], n_items: int, where: str) -> None:
+    """The ``liked_*`` arrays: all or none, a CSR over the items whose arrivals are known items and
+    whose scores are finite (BundleError naming what is wrong)."""
+    have = [n for n in LIKED_ARRAYS if n in a]
+    if not have:
+        return
+    if len(have) != len(LIKED_ARRAYS):
+        raise BundleError(f"{where}: has {', '.join(have)} without "
+                          f"{', '.join(n for n in LIKED_ARRAYS if n not in a)}")
+    indptr, indices, scores = (a[n] for n in LIKED_ARRAYS)
+    if indptr.ndim != 1 or len(indptr) != n_items + 1:
+        raise BundleError(f"{where}: liked_indptr has shape {indptr.shape}, expected ({n_items + 1},)")
+    if indices.ndim != 1 or scores.shape != indices.shape:
+        raise BundleError(f"{where}: liked_indices {indices.shape} and liked_scores {scores.shape} "
+                          f"must be one-dimensional and of one length")
+    if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
+        raise BundleError(f"{where}: liked_indptr is not a CSR row pointer over {len(indices)} entries "
+                          f"(starts at 0, never falls, ends at the entry count)")
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n_items):
+        raise BundleError(f"{where}: liked_indices holds item indices outside [0, {n_items})")
+    check_finite("liked_scores", scores, where)
 
 
 # --------------------------------------------------------------------------- writing

@@ -46,9 +46,13 @@ DEFAULT_SLOTS: dict[str, dict[str, Any]] = {
         "steps": ["query_first", RERANK_IF_AVAILABLE],
         "bought_recently_days": 7,
     },
+    # "liked" (RP3beta: because you liked X) beside ALS: the item model alone out-scores default ALS
+    # offline and their blend scores best (docs/benchmarks.md); a fifth of the slot, so taste still
+    # leads and a bundle without the item model (the source then brings nothing) loses little
     "check_in": {
-        "about": "personal picks with some new launches mixed in",
-        "sources": [{"use": "als", "weight": 0.75}, {"use": "new_launches", "weight": 0.25, "days": 30}],
+        "about": "personal picks, some because you liked an item, with some new launches mixed in",
+        "sources": [{"use": "als", "weight": 0.55}, {"use": "liked", "weight": 0.2},
+                    {"use": "new_launches", "weight": 0.25, "days": 30}],
         "steps": [RERANK_IF_AVAILABLE],
         "bought_recently_days": 14,
     },

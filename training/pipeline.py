@@ -1,5 +1,5 @@
 """`mallrec train`: dataset -> weighted matrix -> re-ranker (with its first stage before a cutoff)
--> ALS continued from that first stage, popularity, neighbours -> FAISS -> bundle.
+-> ALS continued from that first stage, popularity, neighbours, RP3beta -> FAISS -> bundle.
 
 Reads like the table of contents of training; each step is one call into its own module and one
 line of progress. The bundle is written through `service.model_bundle`, the format's only home.
@@ -30,6 +30,7 @@ from training.neighbours import NeighbourIndex, cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
 from training.reranker import finish_reranker, start_reranker
+from training.rp3beta import ItemModelFit, fit_item_model
 
 
 def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps | None = None,
@@ -78,6 +79,10 @@ def build_bundle(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -
         searched: list[NeighbourIndex] = []
         nbr_items, nbr_scores = cosine_neighbours(als.item_factors, config.neighbours.k, report=searched)
         neighbours = searched[0].as_dict()
+    with steps.step("item model (RP3beta)"):
+        item_model = fit_item_model(ds, matrix, config.item_model)  # the matrix ALS factorised
+    if item_model.note:
+        steps.info(item_model.note)
     with steps.step("FAISS index + recall check"):
         index, index_report = build_index(als.item_factors, als.member_factors, config.index,
                                           seed=config.als.seed)
@@ -88,6 +93,7 @@ def build_bundle(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -
         "neighbour_items": nbr_items,
         "neighbour_scores": nbr_scores,
         **no_factors.result(),  # history, popularity, member order
+        **liked_arrays(item_model),
     }
     manifest = {
         "version": mb.new_version(),
@@ -100,10 +106,20 @@ def build_bundle(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -
         "reranker": reranker.meta,
         "clock_fallbacks": list(fallbacks.values()),
         "als_fit": als_fit,
+        "item_model": item_model.as_dict(),
         "timings_s": steps.timings,
     }
     return mb.Bundle(manifest=manifest, items=ds.items, members=ds.members, arrays=arrays,
                      faiss_index=index, reranker_onnx=reranker.onnx)
+
+
+def liked_arrays(fit: ItemModelFit) -> dict[str, np.ndarray]:
+    """RP3beta's W as the bundle's CSR (``liked_*``: the service's "liked" source); none when skipped."""
+    if fit.model is None:
+        return {}
+    w = fit.model.weights
+    return {"liked_indptr": w.indptr.astype(np.int64), "liked_indices": w.indices.astype(np.int32),
+            "liked_scores": w.data.astype(np.float32)}
 
 
 def _factor_free(ds: Dataset, config: TrainConfig, steps: Steps) -> dict[str, np.ndarray]:

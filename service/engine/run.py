@@ -52,6 +52,9 @@ def arrange(recipe: SlotRecipe, q: SlotQuery, tracer: Tracer | None = None, *, t
         with tracer.step(use.source.name, "source") as step:
             found.append((use.source.name, use.source.fetch(q, want)))
             step.brought(found[-1][1].items)
+            remark = getattr(use.source, "remark", None)  # e.g. a bundle that cannot feed it
+            if remark is not None and tracer.enabled:
+                step.reported(Report([note for note in (remark(q),) if note]))
     slate, pools = Slate.of(found)
     keep = kept(recipe.filters, q, slate.item, tracer)
     pools = [rows[keep[rows]] for rows in pools]

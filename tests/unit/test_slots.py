@@ -14,7 +14,7 @@ def test_built_in_slots_read_like_a_table_of_contents() -> None:
     assert reg.names() == ["check_in", "delivery", "search_box"]
     check_in = reg.get("check_in")
     assert check_in is not None
-    assert check_in.outline() == ["sources:  als 75% · new_launches 25%",
+    assert check_in.outline() == ["sources:  als 55% · liked 20% · new_launches 25%",
                                   "filters:  in_stock, on_shelf, bought_recently, just_ordered, page_dedup",
                                   "steps:    rerank", "backfill: popular"]
 
