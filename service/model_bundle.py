@@ -211,6 +211,14 @@ class Bundle:
         return "liked_indptr" in self.arrays
 
 
+def liked_arrays(w: Any) -> dict[str, np.ndarray]:
+    """The ``liked_*`` arrays of an items x items CSR matrix ``w`` (RP3beta's W; scipy's csr_matrix,
+    or anything with its ``indptr``, ``indices`` and ``data``)."""
+    return {"liked_indptr": np.asarray(w.indptr, dtype=np.int64),
+            "liked_indices": np.asarray(w.indices, dtype=np.int32),
+            "liked_scores": np.asarray(w.data, dtype=np.float32)}
+
+
 def check_liked(a: dict[str, np.ndarray], n_items: int, where: str) -> None:
     """The ``liked_*`` arrays: all or none, a CSR over the items whose arrivals are known items and
     whose scores are finite (BundleError naming what is wrong)."""

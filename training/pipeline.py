@@ -30,7 +30,7 @@ from training.neighbours import NeighbourIndex, cosine_neighbours
 from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
 from training.reranker import finish_reranker, start_reranker
-from training.rp3beta import ItemModelFit, fit_item_model
+from training.rp3beta import fit_item_model
 
 
 def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps | None = None,
@@ -93,7 +93,7 @@ def build_bundle(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -
         "neighbour_items": nbr_items,
         "neighbour_scores": nbr_scores,
         **no_factors.result(),  # history, popularity, member order
-        **liked_arrays(item_model),
+        **(mb.liked_arrays(item_model.model.weights) if item_model.model is not None else {}),
     }
     manifest = {
         "version": mb.new_version(),
@@ -111,15 +111,6 @@ def build_bundle(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -
     }
     return mb.Bundle(manifest=manifest, items=ds.items, members=ds.members, arrays=arrays,
                      faiss_index=index, reranker_onnx=reranker.onnx)
-
-
-def liked_arrays(fit: ItemModelFit) -> dict[str, np.ndarray]:
-    """RP3beta's W as the bundle's CSR (``liked_*``: the service's "liked" source); none when skipped."""
-    if fit.model is None:
-        return {}
-    w = fit.model.weights
-    return {"liked_indptr": w.indptr.astype(np.int64), "liked_indices": w.indices.astype(np.int32),
-            "liked_scores": w.data.astype(np.float32)}
 
 
 def _factor_free(ds: Dataset, config: TrainConfig, steps: Steps) -> dict[str, np.ndarray]:

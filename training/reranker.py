@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from service.model_bundle import liked_arrays
 from service.rerank.features import FEATURE_NAMES, FEATURE_VERSION, RECENT, FeatureContext, compute
 from service.rerank.scorer import Reranker
 from training.als import ALS
@@ -43,6 +44,7 @@ from training.popularity import global_popularity, trending_scores
 from training.progress import Steps
 from training.rerank_candidates import SEEDS, FirstStage, PoolMaker
 from training.rerank_gate import LABEL_GAIN, hold_out, judge
+from training.rp3beta import fit_item_model
 
 if TYPE_CHECKING:
     from lightgbm import Booster
@@ -138,7 +140,8 @@ def _split(ds: Dataset, cfg: RerankerConfig, split: str, note: str | None = None
 def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
                     iterations: int | None = None, steps: Steps | None = None,
                     members: np.ndarray | None = None) -> FirstStage:
-    """ALS, popularity, trending, neighbours and history on ``ds``, as a bundle would hold them.
+    """ALS, popularity, trending, neighbours and history on ``ds``, as a bundle would hold them, and
+    RP3beta's W when the pools use the "liked" source.
 
     ``als``: an ALS already fitted on ``ds`` (`fit_first_als`); otherwise ALS is fitted here
     with ``iterations`` sweeps (default: the config's). ``members``: the only members whose pools
@@ -166,8 +169,13 @@ def fit_first_stage(ds: Dataset, config: TrainConfig, als: ALS | None = None,
             "neighbour_scores": nbr_scores,
             **history,
         }
-        return FirstStage(ds.items, arrays, seen_matrix(own),
-                          FeatureContext(ds.items, ds.members, arrays), ds.now, als)
+    if config.reranker.sources.get("liked", 0) > 0:  # the pools' "because you liked": RP3beta before T
+        with steps.step("re-ranker: item model (RP3beta)"):
+            fit = fit_item_model(ds, confidence_matrix(ds, config.weighting), config.item_model)
+        if fit.model is not None:
+            arrays.update(liked_arrays(fit.model.weights))
+    return FirstStage(ds.items, arrays, seen_matrix(own),
+                      FeatureContext(ds.items, ds.members, arrays), ds.now, als)
 
 
 def recent_items(history: dict[str, np.ndarray], n: int = max(RECENT, SEEDS)) -> np.ndarray:

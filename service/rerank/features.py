@@ -47,7 +47,9 @@ from service.rerank.arrays import (
 
 FEATURE_VERSION = 1
 
-#: Candidate source names as the service's recipes call them; anything else is "other".
+#: Candidate source names as the service's recipes call them; anything else is "other". "liked"
+#: (RP3beta) counts as "other" too: a column of its own would change FEATURE_NAMES, and the scorer
+#: refuses a re-ranker trained on another list, so every older bundle's re-ranker would stop serving.
 SOURCES: tuple[str, ...] = ("als", "similar_recent", "similar_order", "category_popular", "popular",
                             "trending", "new_launches", "repeat_purchase", "query_match", "other")
 SOURCE_INDEX = {name: i for i, name in enumerate(SOURCES)}
