@@ -34,6 +34,7 @@ from service.errors import MallrecError
 from training.config import TrainConfig
 from training.dataset import Dataset, Split, fit_clock, leave_last_out, leave_random_share, read_clock
 from training.progress import Steps
+from training.tune_item_model import ITEM_SHARE, item_model_fits, search_item_model, with_item
 from training.tune_search import search
 from training.tune_space import (
     SearchSpace,
@@ -84,6 +85,14 @@ class TuneResult:
     note: str | None = None  # why the starting config was kept, when it was
     seed: int = 0
     widened: list[str] = field(default_factory=list)  # one line per widening of the search ranges
+    # the item-model stage (training/tune_item_model.py): its trials (the first: the starting config's
+    # blend), the best's number; empty when the objective is ALS alone
+    item_trials: list[TrialRecord] = field(default_factory=list)
+    item_best: int = 0
+
+    @property
+    def objective(self) -> str:
+        return f"{self.metric} of als+rp3beta" if self.item_trials else f"{self.metric} of als"
 
     @property
     def best_trial(self) -> TrialRecord:
@@ -93,8 +102,9 @@ class TuneResult:
         best = self.best_trial
         done = [t for t in self.trials if t.score is not None]
         failed = len(self.trials) - len(done)
-        lines = [f"tune: {len(self.trials)} trials ({failed} failed) in {self.seconds:.0f}s, "
-                 f"objective {self.metric} on {self.validation['members_scored']:,} validation members "
+        items = f" + {len(self.item_trials)} item-model trials" if self.item_trials else ""
+        lines = [f"tune: {len(self.trials)} ALS trials{items} ({failed} failed) in {self.seconds:.0f}s, "
+                 f"objective {self.objective} on {self.validation['members_scored']:,} validation members "
                  f"({self.validation['split']} of the given events)"]
         if self.base_score is not None:
             gain = (self.best_score / self.base_score - 1) * 100 if self.base_score > 0 else float("inf")
@@ -102,8 +112,9 @@ class TuneResult:
                          f"({gain:+.0f}%), trial {best.number}")
         else:
             lines.append(f"best {self.metric} {self.best_score:.4f}, trial {best.number}")
-        rows = [(k, _fmt(k, v)) for k, v in best.params.items()]
-        rows += [(f"val {k}", f"{v:.4f}") for k, v in best.metrics.items() if k != "members"]
+        shown = self.item_trials[self.item_best] if self.item_trials else best
+        rows = [(k, _fmt(k, v)) for k, v in shown.params.items()]
+        rows += [(f"val {k}", f"{v:.4f}") for k, v in shown.metrics.items() if k != "members"]
         width = max(len(k) for k, _ in rows)
         lines.append("best trial:")
         lines += [f"  {k:<{width}}  {v}" for k, v in rows]
@@ -116,14 +127,17 @@ class TuneResult:
     def header(self) -> str:
         """Comment lines for the written config: how it was found, so a run can be repeated."""
         v = self.validation
-        lines = [f"written by `mallrec tune` (seed {self.seed}): {len(self.trials)} trials in "
+        items = f" + {len(self.item_trials)} item-model trials" if self.item_trials else ""
+        lines = [f"written by `mallrec tune` (seed {self.seed}): {len(self.trials)} ALS trials{items} in "
                  f"{self.seconds:.0f}s",
                  f"validation: {v['split']}, {v['held_out_pairs']:,} held-out pairs, "
-                 f"{v['members_scored']:,} members scored; objective {self.metric}"]
+                 f"{v['members_scored']:,} members scored; objective {self.objective}"]
         base = "failed" if self.base_score is None else f"{self.base_score:.4f}"
-        lines.append(f"starting config {base} -> this config {self.best_score:.4f} "
-                     f"(trial {self.best_number})")
-        lines.append("chosen: " + ", ".join(f"{k}={_fmt(k, v)}" for k, v in self.best_trial.params.items()))
+        which = (f"ALS trial {self.best_number}, item-model trial {self.item_best}" if self.item_trials
+                 else f"trial {self.best_number}")
+        lines.append(f"starting config {base} -> this config {self.best_score:.4f} ({which})")
+        shown = self.item_trials[self.item_best] if self.item_trials else self.best_trial
+        lines.append("chosen: " + ", ".join(f"{k}={_fmt(k, v)}" for k, v in shown.params.items()))
         lines += self.widened
         if self.note:
             lines.append(self.note)
@@ -183,6 +197,7 @@ class Validation:
         train = self.split.train
         matrix = confidence_matrix(train, config.weighting)
         model = ALS(config.als, config.weighting, on_iteration=on_iteration).fit(train, matrix)
+        self.last_model = model
         if not (np.isfinite(model.member_factors).all() and np.isfinite(model.item_factors).all()):
             raise FloatingPointError("ALS diverged (non-finite factors)")
         recs, _ = model.recommend(self.members, 10, exclude=self.exclude)
@@ -241,10 +256,21 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int | None = None
               if "member" in space.decays else "none (no clock)")
     _say(steps, f"validating on {len(val.members):,} members ({val.name}); time scale: {scales}; "
                 f"event types {', '.join(space.event_types)}")
+    item_note = item_model_fits(val, base)
+    als_deadline = deadline
+    if item_note is None:
+        if deadline is not None:
+            als_deadline = deadline - ITEM_SHARE * (deadline - started)
+        _say(steps, f"objective: {metric} of the ALS + RP3beta blend; ALS is searched first on its own, "
+                    f"then RP3beta's k, alpha, beta and the blend weight on the best ALS"
+                    + (f" (the last {ITEM_SHARE:.0%} of the time)" if deadline is not None else ""))
+    else:
+        _say(steps, item_note)
 
     records: list[TrialRecord] = []
     best: dict[str, Any] = {"score": -math.inf, "config": base}
     paired: dict[str, np.ndarray] = {}  # per-member objective of the starting config and of the best
+    fitted: dict[str, Any] = {}  # the starting config's and the best trial's ALS, for the item stage
 
     def run_one(params: dict[str, Any], config: TrainConfig) -> float | None:
         number = len(records)
@@ -268,9 +294,11 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int | None = None
         records.append(rec)
         if number == 0:
             paired["base"] = val.last[metric]
+            fitted["base"] = getattr(val, "last_model", None)
         if score > best["score"]:
             best.update(score=score, config=config, number=number)
             paired["best"] = val.last[metric]
+            fitted["best"] = getattr(val, "last_model", None)
         _say(steps, _trial_line(rec, metric, best["score"], number == best.get("number")))
         return score
 
@@ -284,6 +312,9 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int | None = None
     def left() -> float | None:
         return None if deadline is None else deadline - time.perf_counter()
 
+    def als_left() -> float | None:
+        return None if als_deadline is None else als_deadline - time.perf_counter()
+
     widened: list[str] = []
 
     def on_widen(line: str) -> None:
@@ -291,27 +322,47 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int | None = None
         _say(steps, line)
 
     if trials is None or trials > 1:
-        search(objective, space, trials=None if trials is None else trials - 1, timeout=left, seed=seed,
+        search(objective, space, trials=None if trials is None else trials - 1, timeout=als_left, seed=seed,
                priors=priors(base, space, scale), on_widen=on_widen)
 
     note = None
     if best["score"] == -math.inf:
         errors = "; ".join(sorted({r.error for r in records if r.error}))
         raise MallrecError(f"every tune trial failed: {errors}")
-    if base_score is not None and best["number"] != 0:
+    stage = None
+    if item_note is None and base_score is not None:
+        stage = search_item_model(val, metric, (base, fitted["base"]), (best["config"], fitted["best"]),
+                                  trials, left, seed, lambda line: _say(steps, line))
+        done = stage.trials[stage.best]
+        if done.score is None:  # every blend failed: nothing to compare, the starting config stays
+            stage = None
+            best.update(score=base_score, config=base, number=0)
+        else:
+            # compare like with like: the starting config's blend against the best blend
+            base_score = stage.trials[0].score  # item trial 0: the starting config's blend
+            chosen = base if stage.best == 0 else with_item(best["config"], done.params)  # on the best ALS
+            best.update(score=done.score, config=chosen, number=0 if stage.best == 0 else best["number"])
+            paired["base"], paired["best"] = stage.per_member[0], stage.per_member[stage.best]
+    improved = best["number"] != 0 if stage is None else stage.best != 0
+    if base_score is not None and improved:
         # The best of many trials on a small validation set is partly luck: keep the starting config
         # unless the winner beats it by more than `min_gain_se` standard errors of the paired gain.
         gain = paired["best"] - paired["base"]
         se = float(gain.std(ddof=1) / math.sqrt(len(gain))) if len(gain) > 1 else math.inf
         if not gain.mean() > min_gain_se * se:
-            note = (f"the best trial (#{best['number']}, {metric} {best['score']:.4f}) beats the starting "
+            which = f"item-model trial #{stage.best}" if stage is not None else f"trial #{best['number']}"
+            note = (f"the best {which} ({metric} {best['score']:.4f}) beats the starting "
                     f"config by {gain.mean():+.4f}, less than {min_gain_se:g} standard errors "
                     f"({se:.4f}) on {len(gain):,} validation members: keeping the starting config")
             _say(steps, note)
             best.update(score=base_score, config=base, number=0)
+            if stage is not None:
+                stage.best = 0
     result = TuneResult(best_config=best["config"], best_score=float(best["score"]), base_score=base_score,
                         metric=metric, trials=records, seconds=time.perf_counter() - started,
                         best_number=int(best["number"]), note=note, seed=seed, widened=widened,
+                        item_trials=[] if stage is None else stage.trials,
+                        item_best=0 if stage is None else stage.best,
                         validation={"split": val.name, "members_scored": int(len(val.members)),
                                     "held_out_pairs": int(len(val.split.test_members)),
                                     **scale.as_dict()})

@@ -19,7 +19,9 @@ from training.tune_space import search_space, time_scale
 
 HOUR = 3600
 BAD = TrainConfig.model_validate({"als": {"factors": 2, "regularization": 50.0, "alpha": 0.3,
-                                          "iterations": 1}, "weighting": {"half_life": None}})
+                                          "iterations": 1}, "weighting": {"half_life": None},
+                             # ALS alone (the item stage: test_tune_item_model.py)
+                             "item_model": {"enabled": False}})
 
 
 def planted(members: int = 300, clusters: int = 6, per_cluster: int = 10, length: int = 10,
