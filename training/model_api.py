@@ -22,6 +22,8 @@ from training.dataset import Dataset
 
 #: Memory one batch of dense float32 scores may take: rows per batch = this // (4 x n_items).
 BATCH_BYTES = 64 << 20
+#: A blend's deepest candidate lists before a member it cannot bound is ranked over every item.
+DEEPEST = 800
 
 
 def batch_rows(width: int, most: int) -> int:
@@ -185,7 +187,8 @@ class Blend(Model):
     `recommend` blends the union of each part's top ``candidates`` (each part's scores standardised
     with the member's full-row mean and std), not every item. An item outside the union scores at
     most the blend of each part's last candidate score; a member whose n-th blended score does not
-    beat that bound is ranked over every item instead, so the result is the full ranking's."""
+    beat that bound is blended again from 4x as many candidates, and past ``DEEPEST`` ranked over
+    every item, so the result is the full ranking's."""
 
     def __init__(self, name: str, parts: list[tuple[Model, float]], candidates: int = 50):
         self.name = name
@@ -253,7 +256,13 @@ class Blend(Model):
         with np.errstate(invalid="ignore"):  # a part that ran out of items: bound -inf, nothing outside
             unsure = out_scores[:, -1] <= bound + 1e-4 * (1 + np.abs(bound))
         self.full_rows = int(unsure.sum())
-        if self.full_rows:
+        if self.full_rows and self.candidates < DEEPEST:
+            # parts that disagree: their deeper candidates bound most of these members; the rest rank fully
+            own = [(m.model if isinstance(m, Ranked) else m, w) for m, w in self.parts]  # keep Ranked's cache
+            deeper = Blend(self.name, own, depth * 4)
+            out_items[unsure], out_scores[unsure] = deeper.recommend(members[unsure], n, exclude)
+            self.full_rows = deeper.full_rows
+        elif self.full_rows:
             out_items[unsure], out_scores[unsure] = super().recommend(members[unsure], n, exclude)
         out_items[~np.isfinite(out_scores)] = -1
         return out_items, out_scores

@@ -193,9 +193,12 @@ class RP3beta(Model):
         mean = np.zeros(len(members), dtype=np.float64)
         square = np.zeros(len(members), dtype=np.float64)
         for start in range(0, len(members), self.batch_size):
-            s = self.sparse_scores(members[start:start + self.batch_size]).astype(np.float64)
-            mean[start:start + s.shape[0]] = np.asarray(s.sum(axis=1)).ravel() / n_items
-            square[start:start + s.shape[0]] = np.asarray(s.multiply(s).sum(axis=1)).ravel() / n_items
+            s = self.sparse_scores(members[start:start + self.batch_size], sort=False)
+            rows = np.repeat(np.arange(s.shape[0]), np.diff(s.indptr))
+            data = s.data.astype(np.float64)
+            mean[start:start + s.shape[0]] = np.bincount(rows, weights=data, minlength=s.shape[0]) / n_items
+            square[start:start + s.shape[0]] = np.bincount(rows, weights=data * data,
+                                                           minlength=s.shape[0]) / n_items
         std = np.sqrt(np.maximum(square - mean * mean, 0.0))
         return mean.astype(np.float32), std.astype(np.float32)
 

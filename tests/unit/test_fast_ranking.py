@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from tests.factories import make_dataset
+from training import model_api
 from training.config import TrainConfig
 from training.dataset import confidence_matrix, leave_last_out, seen_matrix
 from training.evaluate import fit_models
@@ -69,19 +70,21 @@ def test_popularity_from_one_order_is_the_full_sort(fitted, n: int) -> None:  # 
         np.testing.assert_array_equal(items, want_items)
 
 
-def test_blend_from_top_candidates_is_the_full_blend(fitted) -> None:  # type: ignore[no-untyped-def]
+def test_blend_from_top_candidates_is_the_full_blend(fitted, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     split, models, _ = fitted
     members = np.arange(split.train.n_members)
     seen = seen_matrix(split.train)
     blend = models["als+popularity"]
     assert isinstance(blend, Blend)
     full_items, full = Model.recommend(blend, members, 20, exclude=seen)  # dense scores, every item
-    for candidates in (50, 1):  # 1: most members' bound fails and they are ranked fully
+    # 1: most members' bound fails: deeper lists settle them; with no deeper lists allowed they rank fully
+    for candidates, deepest in ((50, model_api.DEEPEST), (1, model_api.DEEPEST), (1, 1)):
+        monkeypatch.setattr(model_api, "DEEPEST", deepest)
         fast = Blend(blend.name, blend.parts, candidates)
         items, scores = fast.recommend(members, 20, exclude=seen)
         np.testing.assert_allclose(scores, full, rtol=1e-5, atol=1e-5)
         assert np.mean(items == full_items) > 0.999
-        if candidates == 1:
+        if deepest == 1:
             assert fast.full_rows > 0
         else:
             assert fast.full_rows < len(members)
