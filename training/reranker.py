@@ -7,7 +7,7 @@ How the training data is made, so nothing from the future leaks into a row:
    (or ``label_window``); "last" holds out each member's last event; "random" holds out a seeded
    random item per member. Features and the first stage see only events at or before T; labels come
    only from events after T (or from the held-out items).
-2. The first stage (ALS, popularity, trending, neighbours, member history) is fitted on the
+2. The first stage (ALS, popularity, trending, neighbours, member history, RP3beta) is fitted on the
    pre-T events, in bundle form, and candidates are made as the service makes them
    (training/rerank_candidates.py).
 3. Each candidate's row comes from service/rerank/features.py (the service's own feature code),
