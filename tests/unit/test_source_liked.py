@@ -98,3 +98,29 @@ def test_a_partial_set_or_a_short_row_pointer_is_refused() -> None:
     b.arrays["liked_indptr"] = b.arrays["liked_indptr"][:-1]
     with pytest.raises(BundleError, match=r"liked_indptr has shape \(60,\), expected \(61,\)"):
         b.validate()
+
+
+def test_a_rules_file_may_name_it_and_boost_what_it_brings() -> None:
+    from service.rules.document import parse
+    from service.rules.loader import check
+    from service.rules.recipe import build_rules_registry
+
+    text = """
+[slots.for_you]
+count = 6
+sources = [{ use = "liked", weight = 2 }, { use = "popular", weight = 1 }]
+
+[[slots.for_you.rules]]
+name = "Liked up"
+type = "boost"
+source = ["liked"]
+factor = 1.5
+"""
+    model = slot_query().model
+    config, found = check(parse(text, "toml"), now=NOW, model=model)
+    assert config is not None, [p.format() for p in found]
+    recipe = build_rules_registry(config, "t").get("for_you")
+    assert recipe is not None
+    result = run(recipe, slot_query("m001", count=6))
+    liked = [i for i in result.items if i.source == "liked"]
+    assert liked and all(any(r.step == "Liked up" for r in i.reasons) for i in liked)
