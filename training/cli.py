@@ -144,7 +144,7 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics, the split and the fit and scoring times (seconds) as JSON here.")] = None,
     since: SinceOpt = None,
 ) -> None:
-    """Score ALS, popularity models and their blend on a holdout, ranking all items."""
+    """Score ALS, RP3beta, popularity models and their blends on a holdout, ranking all items."""
     from training.config import load_config
     from training.dataset import read_clock
     from training.evaluate import evaluate as run_eval
@@ -197,8 +197,9 @@ def tune(
     seed: Annotated[int, typer.Option(help="Search seed (also the validation sample's and the random split's).")] = 0,
     since: SinceOpt = None,
 ) -> None:
-    """Search ALS hyperparameters, event weights and decay on a validation split of the events
-    (a holdout file is never read), write the best config with how it was found as comments."""
+    """Search ALS hyperparameters, event weights and decay, then RP3beta's and its blend weight (the
+    last quarter of the time) on a validation split of the events (a holdout file is never read),
+    write the best config with how it was found as comments."""
     from training.config import load_config
     from training.progress import Steps
     from training.tune import DEFAULT_MINUTES
