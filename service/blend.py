@@ -36,24 +36,27 @@ class Interleave:
         only the first ``limit`` (nothing after the blend reorders the slot); scores are the same."""
         names = [o.name for o in slate.origins[:len(pools)]]
         live = [k for k, rows in enumerate(pools) if len(rows) and self.weights.get(names[k], 0) > 0]
-        rows = [pools[k] for k in live]
-        weights = [self.weights[names[k]] for k in live]
-        order, also = interleave([slate.item[r].tolist() for r in rows], weights, limit)
         slate.blend = self.name
-        if not order:
+        if not live:
             slate.order = np.zeros(0, dtype=np.int64)
             return
-        pool, at = np.array(order, dtype=np.int64).T
-        starts = np.cumsum([0, *(len(r) for r in rows)])[:-1]
-        slate.order = np.concatenate(rows)[starts[pool] + at]
-        n = len(order)
+        rows = [pools[k] for k in live]
+        weights = [self.weights[names[k]] for k in live]
+        flat = np.concatenate(rows)
+        sizes = [len(r) for r in rows]
+        starts = np.cumsum([0, *sizes]).tolist()
+        items = slate.item[flat].tolist()
+        split = [items[a:a + size] for a, size in zip(starts, sizes, strict=False)]
+        placed, also = _place(split, starts, weights, limit)
+        slate.order = flat[placed]
+        n = len(placed)
         if limit is not None and n == limit:  # the scores count every item the full blend would place
             every = np.zeros(len(q.model.item_ids), dtype=bool)
-            every[slate.item[np.concatenate(rows)]] = True
+            every[slate.item[flat]] = True
             n = int(np.count_nonzero(every))
-        slate.score[slate.order] = 1.0 - np.arange(len(order)) / n
-        for placed, k in also:
-            slate.also.setdefault(int(slate.order[placed]), []).append(names[live[k]])
+        slate.score[slate.order] = 1.0 - np.arange(len(placed)) / n
+        for at, k in also:
+            slate.also.setdefault(int(slate.order[at]), []).append(names[live[k]])
 
 
 def interleave(pools: Sequence[list[int]], weights: Sequence[float], n: int | None = None
@@ -62,8 +65,18 @@ def interleave(pools: Sequence[list[int]], weights: Sequence[float], n: int | No
 
     Returns (pool, index in that pool) of each placed item in order, at most ``n`` of them, and
     (placed position, pool) for each duplicate met, in the order met (an item's "also" sources)."""
+    starts = np.cumsum([0, *(len(p) for p in pools)])
+    placed, also = _place(pools, starts.tolist(), weights, n)
+    pool = np.searchsorted(starts, placed, side="right") - 1
+    return [(int(k), int(at - starts[k])) for k, at in zip(pool, placed, strict=True)], also
+
+
+def _place(pools: Sequence[list[int]], starts: list[int], weights: Sequence[float], n: int | None
+           ) -> tuple[list[int], list[tuple[int, int]]]:
+    """``interleave`` with each placed item given as its position in the pools laid end to end
+    (``starts``: where each pool begins), so a slate maps them to rows with one take."""
     limit = sum(len(p) for p in pools) if n is None else n
-    out: list[tuple[int, int]] = []
+    out: list[int] = []
     also: list[tuple[int, int]] = []
     if not pools or limit <= 0:
         return out, also
@@ -79,14 +92,14 @@ def interleave(pools: Sequence[list[int]], weights: Sequence[float], n: int | No
             i += 1
         if i < end:
             placed[pool[i]] = len(out)
-            out.append((k, i))
+            out.append(starts[k] + i)
             i += 1
         heads[k] = i
         if i >= end:
             running = [j for j in range(len(pools)) if j != k]
             credit = [c for j, c in enumerate(turns.credits[step]) if j != k]
             w = [weights[j] for j in running]
-            _round_robin(running, pools, w, heads, credit, placed, out, also, limit)
+            _round_robin(running, pools, starts, w, heads, credit, placed, out, also, limit)
             break
         if len(out) >= limit:
             break
@@ -137,8 +150,8 @@ def _next_turn(credit: list[float], w: Sequence[float], total: float) -> int:
     return best
 
 
-def _round_robin(running: list[int], pools: Sequence[list[int]], w: list[float], heads: list[int],
-                 credit: list[float], placed: dict[int, int], out: list[tuple[int, int]],
+def _round_robin(running: list[int], pools: Sequence[list[int]], starts: list[int], w: list[float],
+                 heads: list[int], credit: list[float], placed: dict[int, int], out: list[int],
                  also: list[tuple[int, int]], limit: int) -> None:
     """The round-robin turn by turn, once a pool ran out (``running``: the pools left)."""
     total = sum(w)  # summed afresh, as the turns were: a difference in the last bit can flip a tie
@@ -151,7 +164,7 @@ def _round_robin(running: list[int], pools: Sequence[list[int]], w: list[float],
             i += 1
         if i < end:
             placed[pool[i]] = len(out)
-            out.append((k, i))
+            out.append(starts[k] + i)
             i += 1
         heads[k] = i
         if i >= end:

@@ -82,19 +82,22 @@ def kept(filters: Sequence[Filter], q: SlotQuery, items: np.ndarray,
     """One boolean per item: it passed every filter. Each filter sees the items the ones before it
     kept (one vectorised call); removals go to the trace."""
     tracer = tracer or NoTracer("", q.model.item_ids)
-    alive = np.arange(len(items))
+    alive: np.ndarray | None = None  # None: every item still in (no index array to take through)
     for f in filters:
         with tracer.step(f.name, "filter", f) as step:
-            if not len(alive):
+            now = items if alive is None else items[alive]
+            if not len(now):
                 continue
-            keep = np.asarray(f.keep(q, items[alive]), dtype=bool)
+            keep = np.asarray(f.keep(q, now), dtype=bool)
             remark = getattr(f, "remark", None)
             if remark is not None and tracer.enabled:
                 step.reported(Report([note for note in (remark(q),) if note]))
             if keep.all():
                 continue
-            step.removed(items[alive[~keep]])
-            alive = alive[keep]
+            step.removed(now[~keep])
+            alive = np.flatnonzero(keep) if alive is None else alive[keep]
+    if alive is None:
+        return np.ones(len(items), dtype=bool)
     mask = np.zeros(len(items), dtype=bool)
     mask[alive] = True
     return mask

@@ -85,11 +85,10 @@ class Slate:
         sizes = [len(f) for _, f in found]
         ends = np.cumsum(sizes)
         total = int(ends[-1]) if sizes else 0
-        items = np.concatenate([np.zeros(0, np.int64), *(f.items for _, f in found)]).astype(np.int64)
-        slate = cls(item=items,
-                    src=np.repeat(np.arange(len(found)), sizes),
-                    rank=np.arange(total) - np.repeat(ends - sizes, sizes),
-                    score=np.concatenate([np.zeros(0), *(f.scores for _, f in found)]).astype(np.float64),
+        items = np.concatenate([np.zeros(0, np.int64), *(f.items for _, f in found)], dtype=np.int64)
+        src = np.repeat(np.arange(len(found)), sizes)
+        slate = cls(item=items, src=src, rank=np.arange(total) - (ends - sizes)[src],
+                    score=np.concatenate([np.zeros(0), *(f.scores for _, f in found)], dtype=np.float64),
                     scale=np.ones(total), shift=np.zeros(total),
                     origins=[Origin(name, f.explain) for name, f in found])
         return slate, [np.arange(e - s, e) for s, e in zip(sizes, ends.tolist(), strict=True)]
