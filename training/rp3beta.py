@@ -23,8 +23,9 @@ import scipy.sparse as sp
 
 from training.config import ItemModelConfig
 from training.dataset import Dataset
-from training.model_api import Model, batch_rows, exclusion_keys, in_sorted, top_n
+from training.model_api import Model, exclusion_keys, in_sorted, top_n
 
+CACHE_NNZ = 20_000_000  # the last products kept (8 bytes an entry)
 CHUNK_ROWS = 256  # members ranked together from their reached items (padded to the longest)
 BLOCK_PATHS = 10_000_000  # walks per block of item rows: ~300 MB for the block's product and its sort
 
@@ -110,6 +111,7 @@ class RP3beta(Model):
         n = self.matrix.shape[1]
         joined = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((n, n))
         self.weights = joined.astype(np.float32)
+        self._products: tuple[np.ndarray, list[tuple[int, sp.csr_matrix]]] | None = None
         return self
 
     def score(self, members: np.ndarray) -> np.ndarray:
@@ -123,6 +125,19 @@ class RP3beta(Model):
             out.sort_indices()
         return out
 
+    def products(self, members: np.ndarray) -> list[tuple[int, sp.csr_matrix]]:
+        """`sparse_scores` of ``members`` in batches (first row, product), sorted; the last answer
+        is kept when it is small (``CACHE_NNZ``): ranking, the mean/std and the given items' scores
+        of one set of members (what a blend asks in turn) share one product."""
+        members = np.asarray(members, dtype=np.int64)
+        cached = self._products
+        if cached is not None and np.array_equal(cached[0], members):
+            return cached[1]
+        out = [(start, self.sparse_scores(members[start:start + self.batch_size]))
+               for start in range(0, len(members), self.batch_size)]
+        self._products = (members.copy(), out) if sum(s.nnz for _, s in out) <= CACHE_NNZ else None
+        return out
+
     def recommend(self, members: np.ndarray, n: int,
                   exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The generic ranking without dense scores: the reached items (positive scores) are ranked
@@ -134,10 +149,9 @@ class RP3beta(Model):
         out_scores = np.full((len(members), n), -np.inf, dtype=np.float32)
         if n == 0 or len(members) == 0:
             return out_items, out_scores
-        step = batch_rows(n_items, self.batch_size)  # a padded batch is at most as wide as the catalogue
-        for start in range(0, len(members), step):
-            batch = members[start:start + step]
-            s = self.sparse_scores(batch, sort=False)
+        for start, product in self.products(members):
+            batch = members[start:start + product.shape[0]]
+            s = product.copy()
             rows = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(s.indptr))
             excluded = exclusion_keys(exclude, batch, n_items)
             s.data[in_sorted(rows * n_items + s.indices, excluded)] = 0
@@ -175,8 +189,7 @@ class RP3beta(Model):
         members = np.asarray(members, dtype=np.int64)
         n_items = self.weights.shape[1]
         out = np.zeros(items.shape, dtype=np.float32)
-        for start in range(0, len(members), self.batch_size):
-            s = self.sparse_scores(members[start:start + self.batch_size])
+        for start, s in self.products(members):
             keys = np.repeat(np.arange(s.shape[0], dtype=np.int64), np.diff(s.indptr)) * n_items + s.indices
             rows = items[start:start + s.shape[0]]
             want = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + np.maximum(rows, 0)
@@ -192,8 +205,7 @@ class RP3beta(Model):
         n_items = max(self.weights.shape[1], 1)
         mean = np.zeros(len(members), dtype=np.float64)
         square = np.zeros(len(members), dtype=np.float64)
-        for start in range(0, len(members), self.batch_size):
-            s = self.sparse_scores(members[start:start + self.batch_size], sort=False)
+        for start, s in self.products(members):
             rows = np.repeat(np.arange(s.shape[0]), np.diff(s.indptr))
             data = s.data.astype(np.float64)
             mean[start:start + s.shape[0]] = np.bincount(rows, weights=data, minlength=s.shape[0]) / n_items
