@@ -25,7 +25,9 @@ N = 30
 def _config(exclude_seen: bool) -> TrainConfig:
     return TrainConfig.model_validate({
         "als": {"factors": 8, "iterations": 3}, "neighbours": {"k": 10},
-        "reranker": {"candidates": N, "min_groups": 20, "exclude_seen": exclude_seen}})
+        "reranker": {"candidates": N, "min_groups": 20, "exclude_seen": exclude_seen,
+                     "sources": {"als": 0.4, "liked": 0.1, "similar_recent": 0.2, "category_popular": 0.15,
+                                 "trending": 0.1, "popular": 0.05}}})
 
 
 @pytest.fixture(scope="module")
