@@ -54,7 +54,10 @@ from service.validation import (
 )
 
 log = logging.getLogger(__name__)
-PIPELINE_RESERVE = 0.01  # seconds of a deadline kept for the pipeline after the state read
+#: What a deadline keeps for the pipeline after the state read: the larger of a floor and a share of
+#: the time left, so a busy process (a cold component, a loaded core) still answers in time.
+PIPELINE_RESERVE = 0.025
+PIPELINE_RESERVE_SHARE = 0.25
 
 
 class Recommender:
@@ -197,7 +200,8 @@ class Recommender:
         if time_left is None:
             return await read()
         try:
-            async with asyncio.timeout(max(time_left - PIPELINE_RESERVE, 0.0)):
+            reserve = max(PIPELINE_RESERVE, PIPELINE_RESERVE_SHARE * time_left)
+            async with asyncio.timeout(max(time_left - reserve, 0.0)):
                 return await read()
         except TimeoutError:
             log.warning("state read skipped: the request's deadline is too close",
