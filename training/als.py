@@ -18,7 +18,12 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from service.model_bundle import ItemTable  # noqa: E402
 from training.config import AlsConfig, TrainConfig, Weighting  # noqa: E402
 from training.dataset import Dataset, confidence_matrix  # noqa: E402
-from training.model_api import Model, exclusion_keys, in_sorted  # noqa: E402
+from training.model_api import Model, batch_rows, exclusion_keys, in_sorted, top_n  # noqa: E402
+
+#: Members `ALS.recommend` ranks with the length-pruned search first, to see how far it reads, and
+#: the share of the catalogue its mean read may reach for the rest to go that way too.
+PRUNED_SAMPLE = 512
+PRUNED_READ = 0.25
 
 if TYPE_CHECKING:
     from implicit.cpu.als import AlternatingLeastSquares
@@ -113,6 +118,23 @@ class ALS(Model):
 
     def recommend(self, members: np.ndarray, n: int,
                   exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-n by inner product, by whichever of two exact searches suits the factors: the
+        length-pruned one (`_recommend_pruned`) when a sample of the members settles within a
+        ``PRUNED_READ`` share of the catalogue (item lengths spread widely), else faiss's brute force."""
+        members = np.asarray(members, dtype=np.int64)
+        sample = members[:PRUNED_SAMPLE]
+        items, scores, reads = self._recommend_pruned(sample, n, exclude)
+        if len(members) <= PRUNED_SAMPLE:
+            return items, scores
+        rest = members[PRUNED_SAMPLE:]
+        if reads.mean() <= PRUNED_READ * len(self.item_factors):
+            more_items, more_scores, _ = self._recommend_pruned(rest, n, exclude)
+        else:
+            more_items, more_scores = self._recommend_faiss(rest, n, exclude)
+        return np.concatenate([items, more_items]), np.concatenate([scores, more_scores])
+
+    def _recommend_faiss(self, members: np.ndarray, n: int,
+                         exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-n by inner product with faiss's brute-force search (BLAS blocks and a heap:
         no dense score matrix is kept). Each member asks for n + their excluded items, and drops
         those; members go in batches of similar exclusion counts so a batch asks for little more."""
@@ -143,6 +165,61 @@ class ALS(Model):
             out_items[rows[r], rank[r, c]] = items[r, c]
             out_scores[rows[r], rank[r, c]] = scores[r, c]
         return out_items, out_scores
+
+    def _recommend_pruned(self, members: np.ndarray, n: int, exclude: sp.csr_matrix | None,
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact top-n by inner product, batched and length-pruned (service.model.NormPrunedSearch's
+        bound for many members at once): items sorted longest first, a batch scores a prefix of them
+        with one BLAS product; a member whose n-th best (excluded items left out) reaches |u| times the
+        next item's length is settled, as no later item can beat it; the others read twice as far.
+        Also returns how many items each member's answer read."""
+        members = np.asarray(members, dtype=np.int64)
+        n_items = self.item_factors.shape[0]
+        out_items = np.full((len(members), n), -1, dtype=np.int64)
+        out_scores = np.full((len(members), n), -np.inf, dtype=np.float32)
+        reads = np.zeros(len(members), dtype=np.int64)
+        if n == 0 or len(members) == 0 or n_items == 0:
+            return out_items, out_scores, reads
+        order, vectors, lengths, position = self._by_length()
+        norms = np.sqrt(np.einsum("ij,ij->i", self.member_factors, self.member_factors))
+        rows, read = np.arange(len(members)), int(min(n_items, max(1024, 4 * n)))
+        while len(rows):
+            left = []
+            step = batch_rows(read, self.batch_size)  # a batch's scores stay within BATCH_BYTES
+            for chunk in range(0, len(rows), step):
+                part = rows[chunk:chunk + step]
+                batch = members[part]
+                scores = self.member_factors[batch] @ vectors[:read].T
+                if exclude is not None:  # excluded items, as positions in the length order
+                    ex = exclude[batch]
+                    r = np.repeat(np.arange(len(batch)), np.diff(ex.indptr))
+                    pos = position[ex.indices]
+                    scores[r[pos < read], pos[pos < read]] = -np.inf
+                at, top = top_n(scores, n)
+                settled = np.ones(len(part), dtype=bool)  # all read: settled
+                if read < n_items:  # no unread item can beat the n-th best
+                    settled = top[:, -1] >= norms[batch] * lengths[read]
+                done, width = part[settled], top.shape[1]  # width < n: a catalogue smaller than n
+                out_items[done, :width] = np.where(np.isfinite(top[settled]), order[at[settled]], -1)
+                out_scores[done, :width] = top[settled]
+                reads[done] = read
+                left.append(part[~settled])
+            rows, read = np.concatenate(left), int(min(n_items, 2 * read))
+        return out_items, out_scores, reads
+
+    def _by_length(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Items longest first: (order, vectors in that order, their lengths, each item's position)."""
+        cached = getattr(self, "_length_order", None)
+        if cached is not None and cached[0] is self.item_factors:
+            return cached[1]
+        lengths = np.linalg.norm(self.item_factors, axis=1)
+        order = np.argsort(-lengths, kind="stable").astype(np.int64)
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        sorted_lengths = np.r_[lengths[order], 0.0].astype(np.float32)  # [n_items]: nothing left
+        result = (order, np.ascontiguousarray(self.item_factors[order]), sorted_lengths, position)
+        self._length_order = (self.item_factors, result)
+        return result
 
     def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Dot products with the given items only: a batch of members against the distinct items

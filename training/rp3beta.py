@@ -175,14 +175,33 @@ class RP3beta(Model):
                 out_items[where] = np.take_along_axis(cols, tied, axis=1)
                 out_scores[where] = np.take_along_axis(top, tied, axis=1)
             short = by_count[:np.searchsorted(counts[by_count], n)]  # s's first rows, fewest reached
-            for p, i in enumerate(short):  # too few reached: score-0 items, lowest column first
-                reached = s.indices[s.indptr[p]:s.indptr[p + 1]]
-                blocked = np.union1d(reached, exclude[batch[i]].indices if exclude is not None else [])
-                fill = np.setdiff1d(np.arange(min(n_items, n + len(blocked))), blocked)[:n - counts[i]]
-                out_items[start + i, counts[i]:counts[i] + len(fill)] = fill
-                out_scores[start + i, counts[i]:counts[i] + len(fill)] = 0.0
+            if len(short):
+                self._fill(short, s[:len(short)], counts[short], batch, exclude, n,
+                           out_items[start:start + len(batch)], out_scores[start:start + len(batch)])
         out_items[~np.isfinite(out_scores)] = -1
         return out_items, out_scores
+
+    def _fill(self, short: np.ndarray, reached: sp.csr_matrix, counts: np.ndarray, batch: np.ndarray,
+              exclude: sp.csr_matrix | None, n: int, out_items: np.ndarray, out_scores: np.ndarray) -> None:
+        """Rows ``short`` of a batch reached fewer than n items (``reached``: their rows): the rest of
+        their n are score-0 items, lowest column first, neither reached nor excluded."""
+        n_items = self.weights.shape[1]
+        r = np.repeat(np.arange(len(short), dtype=np.int64), np.diff(reached.indptr))
+        keys = [r * n_items + reached.indices]
+        if exclude is not None:
+            ex = exclude[batch[short]]
+            keys.append(np.repeat(np.arange(len(short), dtype=np.int64), np.diff(ex.indptr)) * n_items
+                        + ex.indices)
+        blocked = np.unique(np.concatenate(keys))
+        per_row = np.bincount(blocked // n_items, minlength=len(short))
+        width = int(min(n_items, n + per_row.max()))  # n free columns lie within the first n + blocked
+        cols = np.arange(width, dtype=np.int64)[None, :]
+        free = ~in_sorted(np.arange(len(short), dtype=np.int64)[:, None] * n_items + cols, blocked)
+        rank = np.cumsum(free, axis=1) - 1
+        take = free & (rank < (n - counts)[:, None])
+        rows, c = np.nonzero(take)
+        out_items[short[rows], counts[rows] + rank[rows, c]] = c
+        out_scores[short[rows], counts[rows] + rank[rows, c]] = 0.0
 
     def score_items(self, members: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``items[i]``'s scores for ``members[i]`` looked up in the sparse product (item -1: -inf)."""

@@ -4,6 +4,7 @@ items (an item model's candidates) gives the same dot products as the dense path
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.factories import make_dataset
 from training.als import ALS
@@ -55,3 +56,34 @@ def test_als_scores_scattered_items_as_the_dense_product() -> None:
     dense = als.score(members)
     want = np.where(items >= 0, np.take_along_axis(dense, np.maximum(items, 0), axis=1), -np.inf)
     np.testing.assert_allclose(als.score_items(members, items), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("read_share", [0.0, 1.0])  # 0: faiss for all but the sample; 1: pruned for all
+def test_als_ranking_by_either_search_is_the_full_sort(monkeypatch, read_share: float) -> None:
+    from training import als as als_module
+    from training.dataset import seen_matrix
+    from training.model_api import Model
+
+    monkeypatch.setattr(als_module, "PRUNED_SAMPLE", 16)
+    monkeypatch.setattr(als_module, "PRUNED_READ", read_share)
+    ds = make_dataset(members=80, n_items=3000, seed=2)  # wider than the pruned search's first block
+    cfg = TrainConfig.model_validate(SMALL)
+    als = ALS(cfg.als).fit(ds, confidence_matrix(ds, cfg.weighting))
+    # vectors in similar directions, lengths spread widely in no order: most members settle early
+    rng = np.random.default_rng(1)
+    lengths = rng.permutation(np.geomspace(0.5, 2, 3000))[:, None]
+    items = np.array([1.0] + [0.0] * 7) + 0.6 * rng.standard_normal((3000, 8))
+    als.item_factors = np.ascontiguousarray(items / np.linalg.norm(items, axis=1, keepdims=True) * lengths,
+                                            dtype=np.float32)
+    users = np.array([1.0] + [0.0] * 7) + 0.6 * rng.standard_normal((80, 8))
+    als.member_factors = np.ascontiguousarray(users, dtype=np.float32)
+    _, _, reads = als._recommend_pruned(np.arange(80), 5, None)
+    assert reads.max() < 3000  # the bound settled them before the end
+    members = np.arange(80)
+    seen = seen_matrix(ds)
+    for n in (5, 400, 3000):  # 3000: every item, fewer than n left for each member after exclusion
+        fast_items, fast = als.recommend(members, n, exclude=seen)
+        full_items, full = Model.recommend(als, members, n, exclude=seen)
+        np.testing.assert_allclose(fast, full, rtol=1e-5, atol=1e-6)
+        if n < 3000:  # deeper down, the shortest items' scores tie within float noise
+            assert np.mean(fast_items == full_items) > 0.99
