@@ -71,6 +71,18 @@ def serving_model(fs: FirstStage, config: TrainConfig, members: MemberTable | No
     return ServingModel(Bundle(manifest=manifest, items=fs.items, members=members, arrays=arrays))
 
 
+class _PoolProfile(MemberProfile):
+    """A member as one pool sees them: no page shares the taste search (the service rounds it up
+    so a page's slots share one), so it asks for exactly the items the pool needs, the same first
+    ``k`` items at less cost."""
+
+    def nearest(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        vector = self.vector
+        if vector is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return self.model.search(vector, k)
+
+
 class PoolMaker:
     """One member's pool at a time, through the service's engine."""
 
@@ -89,7 +101,7 @@ class PoolMaker:
         if self.config.reranker.exclude_seen:
             seen = self.fs.seen
             exclude = frozenset(seen.indices[seen.indptr[m]:seen.indptr[m + 1]].tolist())
-        profile = MemberProfile(self.model, "", OnlineState(), self.fs.now, index=m)
+        profile = _PoolProfile(self.model, "", OnlineState(), self.fs.now, index=m)
         q = SlotQuery(self.model, profile, SLOT, n, exclude=exclude, filters=self.recipe.filters, trace=False)
         slate, _ = arrange(self.recipe, q, top=True)
         return batch(slate, slate.order[:n])
