@@ -55,8 +55,7 @@ class Interleave:
             every[slate.item[flat]] = True
             n = int(np.count_nonzero(every))
         slate.score[slate.order] = 1.0 - np.arange(len(placed)) / n
-        for at, k in also:
-            slate.also.setdefault(int(slate.order[at]), []).append(names[live[k]])
+        slate.met_again(slate.order, also, [names[k] for k in live])
 
 
 def interleave(pools: Sequence[list[int]], weights: Sequence[float], n: int | None = None

@@ -89,8 +89,8 @@ def kept(filters: Sequence[Filter], q: SlotQuery, items: np.ndarray,
             if not len(now):
                 continue
             keep = np.asarray(f.keep(q, now), dtype=bool)
-            remark = getattr(f, "remark", None)
-            if remark is not None and tracer.enabled:
+            remark = getattr(f, "remark", None) if tracer.enabled else None
+            if remark is not None:
                 step.reported(Report([note for note in (remark(q),) if note]))
             if keep.all():
                 continue

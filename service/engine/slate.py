@@ -68,7 +68,7 @@ class Slate:
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     origins: list[Origin] = field(default_factory=list)
-    also: dict[int, list[str]] = field(default_factory=dict)  # row -> the blend's "also from" sources
+    met: list[tuple[np.ndarray, list[tuple[int, int]], list[str]]] = field(default_factory=list)  # see also
     log: list[Because] = field(default_factory=list)
     held: dict[int, int] = field(default_factory=dict)  # position (0-based) -> item a pin holds there
     blend: str = "interleave"  # the blend's name, for its "also from" reasons
@@ -106,6 +106,31 @@ class Slate:
         self.shift = np.concatenate([self.shift, np.zeros(n)])
         return np.arange(start, start + n)
 
+    def met_again(self, placed: np.ndarray, also: list[tuple[int, int]], names: list[str]) -> None:
+        """The blend's duplicates: (position in ``placed``, index into ``names``) of each, in the order
+        met. Turned into ``also`` only when a reason is read (the trainer's pools never read one)."""
+        if also:
+            self.met.append((placed, also, names))
+
+    @property
+    def _also(self) -> dict[int, list[str]]:
+        """``also``, worked out once for the rows read after the blend."""
+        key = len(self.met)
+        cached = self.__dict__.get("_also_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_also_cache"] = (key, self.also)
+        return cached[1]
+
+    @property
+    def also(self) -> dict[int, list[str]]:
+        """Row -> the sources that brought it again after the one it came from (its "also" reasons)."""
+        out: dict[int, list[str]] = {}
+        for placed, also, names in self.met:
+            rows = placed[[at for at, _ in also]].tolist()
+            for row, (_, k) in zip(rows, also, strict=True):
+                out.setdefault(row, []).append(names[k])
+        return out
+
     def because(self, rows: Sequence[int] | np.ndarray, step: str, kind: str, detail: Detail) -> None:
         touched = frozenset(np.asarray(rows, np.int64).tolist())
         if touched:
@@ -136,7 +161,7 @@ class Slate:
         origin = self.origins[int(self.src[row])]
         out = [] if origin.explain is None else \
             [Reason(origin.name, "source", origin.explain(int(self.rank[row])))]
-        out += [Reason(self.blend, "blend", f"also from {name}") for name in self.also.get(row, ())]
+        out += [Reason(self.blend, "blend", f"also from {name}") for name in self._also.get(row, ())]
         for b in self.log:
             if row in b.rows:
                 out.append(Reason(b.step, b.kind, b.detail if isinstance(b.detail, str) else b.detail(row)))
@@ -145,11 +170,12 @@ class Slate:
     def steps_of(self, rows: Sequence[int]) -> set[str]:
         """The names of the components in the reasons of ``rows`` (no text is rendered)."""
         out: set[str] = set()
+        also = self._also
         for row in rows:
             origin = self.origins[int(self.src[row])]
             if origin.explain is not None:
                 out.add(origin.name)
-            if row in self.also:
+            if row in also:
                 out.add(self.blend)
         out |= {b.step for b in self.log if not b.rows.isdisjoint(rows)}
         return out
