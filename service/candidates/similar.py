@@ -13,6 +13,7 @@ import numpy as np
 from service.candidates import top
 from service.engine.query import SlotQuery
 from service.engine.slate import Found
+from service.filters import not_in
 from service.model import ServingModel
 
 
@@ -23,7 +24,7 @@ def neighbours(model: ServingModel, seeds: np.ndarray, weights: np.ndarray) -> t
         return np.zeros(0, np.int64), np.zeros(0)
     nb = model.bundle.neighbour_items[seeds].astype(np.int64)
     contrib = model.bundle.neighbour_scores[seeds] * np.asarray(weights, dtype=np.float64)[:, None]
-    keep = (nb >= 0) & ~np.isin(nb, seeds)
+    keep = (nb >= 0) & not_in(nb.ravel(), seeds).reshape(nb.shape)
     items, inverse = np.unique(nb[keep], return_inverse=True)
     return items, np.bincount(inverse, weights=contrib[keep], minlength=len(items))
 
@@ -36,7 +37,7 @@ def strongest_seeds(model: ServingModel, seeds: np.ndarray, weights: np.ndarray,
     nb = model.bundle.neighbour_items[seeds].astype(np.int64)
     contrib = model.bundle.neighbour_scores[seeds] * np.asarray(weights, dtype=np.float64)[:, None]
     seed_of = np.broadcast_to(seeds[:, None], nb.shape)
-    keep = np.isin(nb, items)
+    keep = ~not_in(nb.ravel(), items).reshape(nb.shape)
     nb, contrib, seed_of = nb[keep], contrib[keep], seed_of[keep]
     order = np.lexsort((-contrib, nb))  # per item, strongest contribution first
     first = np.ones(len(order), dtype=bool)
