@@ -119,7 +119,13 @@ class TuneResult:
         lines.append("best trial:")
         lines += [f"  {k:<{width}}  {v}" for k, v in rows]
         top = sorted(done, key=lambda t: -(t.score or 0.0))[:5]  # done: every score is set
-        lines.append("top trials: " + ", ".join(f"#{t.number} {t.score:.4f}" for t in top))
+        lines.append(f"top {'ALS ' if self.item_trials else ''}trials: "
+                     + ", ".join(f"#{t.number} {t.score:.4f}" for t in top))
+        if self.item_trials:
+            scored = [t for t in self.item_trials if t.score is not None]
+            ranked = sorted(scored, key=lambda t: -(t.score or 0.0))
+            lines.append("top item-model trials (the blend): "
+                         + ", ".join(f"#{t.number} {t.score:.4f}" for t in ranked[:5]))
         if self.note:
             lines.append("note: " + self.note)
         return "\n".join(lines)
