@@ -90,6 +90,7 @@ class RP3beta(Model):
     batch_size = 1024  # dense [batch, n_items] scores: 1,024 x 100k items is 400 MB of float32
     matrix: sp.csr_matrix  # members x items confidence, as fitted
     weights: sp.csr_matrix
+    _products: tuple[np.ndarray, list[tuple[int, sp.csr_matrix]]] | None = None  # see `products`
 
     def __init__(self, k: int = 100, alpha: float = 0.3, beta: float = 0.2, block_paths: int = BLOCK_PATHS):
         self.k, self.alpha, self.beta, self.block_paths = k, alpha, beta, block_paths
@@ -111,7 +112,7 @@ class RP3beta(Model):
         n = self.matrix.shape[1]
         joined = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((n, n))
         self.weights = joined.astype(np.float32)
-        self._products: tuple[np.ndarray, list[tuple[int, sp.csr_matrix]]] | None = None
+        self._products = None
         return self
 
     def score(self, members: np.ndarray) -> np.ndarray:
