@@ -15,16 +15,36 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the trainer's pools run: one BLAS thread
 
 import argparse  # noqa: E402
+import copy
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import ValidationError
 
 from service.model_bundle import load
 from service.rerank.features import FeatureContext
 from training.config import TrainConfig
 from training.rerank_candidates import FirstStage, PoolMaker
+
+
+def _config(hyper: dict[str, Any]) -> TrainConfig:
+    """The bundle's config, less the keys an older checkout's TrainConfig does not know yet."""
+    hyper = copy.deepcopy(hyper)
+    while True:
+        try:
+            return TrainConfig.model_validate(hyper)
+        except ValidationError as e:
+            extra = [err["loc"] for err in e.errors() if err["type"] == "extra_forbidden"]
+            if not extra:
+                raise
+            for loc in extra:
+                parent = hyper
+                for key in loc[:-1]:
+                    parent = parent[str(key)]
+                del parent[str(loc[-1])]
 
 
 def main() -> None:
@@ -39,7 +59,7 @@ def main() -> None:
     n_members = len(indptr) - 1
     owner = np.repeat(np.arange(n_members), np.diff(indptr))
     seen = sp.csr_matrix((np.ones(len(owner)), (owner, b.history_items)), shape=(n_members, len(b.items)))
-    config = TrainConfig.model_validate(b.manifest.get("hyperparameters", {}))
+    config = _config(b.manifest.get("hyperparameters", {}))
     now = int(b.history_last_ts.max())
     fs = FirstStage(b.items, arrays, seen, FeatureContext(b.items, b.members, arrays), now)
     start = time.process_time()

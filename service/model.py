@@ -24,6 +24,7 @@ FALLBACK_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "fav": 4.0, "cart": 6.0, "p
 FALLBACK_HALF_LIFE = 30 * 86400.0
 CATEGORY_LIST_SIZE = 500  # items kept per category list (most popular first)
 T = TypeVar("T")
+_BATCH_SCORES = 1 << 22  # scores one round of NormPrunedSearch.shortlist holds at most
 
 
 class NormPrunedSearch:
@@ -64,8 +65,73 @@ class NormPrunedSearch:
             scores = np.concatenate([scores, self.vectors[read:more] @ q])
             read = more
         top = np.argpartition(-scores, k - 1)[:k] if k < read else np.arange(read)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return self.order[top], scores[top], read
+        items, found = self.rescore(q, top, k)
+        return items, found, read
+
+    def shortlist(self, queries: np.ndarray, k: np.ndarray, spare: int = 8) -> list[np.ndarray]:
+        """For many queries at once (a BLAS product per round, the same length bound): positions in
+        the length order holding each query's top ``k + spare`` items, unsorted. ``rescore`` ranks a
+        shortlist the way ``search`` ranks, so a batch gets ``search``'s answers (the spare rows keep
+        an item that a last-bit difference of the batched product would move inside)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        want = np.minimum(np.asarray(k, dtype=np.int64) + spare, self.n)
+        q_norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(queries)
+        rows = np.flatnonzero((want > 0) & (q_norms > 0) & np.isfinite(q_norms))
+        step = max(1, _BATCH_SCORES // max(self.first_block, 2 * int(want.max(initial=0))))
+        for part in (rows[i:i + step] for i in range(0, len(rows), step)):
+            for r, found in zip(part.tolist(), self._shortlist(queries[part], want[part], q_norms[part]),
+                                strict=True):
+                out[r] = found
+        return out
+
+    def _shortlist(self, q: np.ndarray, want: np.ndarray, q_norms: np.ndarray) -> list[np.ndarray]:
+        """``shortlist`` for one batch. Kept per query: a set of ``w`` positions holding its top
+        ``want`` read so far; each round reads twice as far, and of the new items only those that
+        reach the query's ``want``-th best so far can join."""
+        w = int(want.max())
+        read = min(self.n, max(self.first_block, 2 * w))
+        scores = q @ self.vectors[:read].T
+        if w < read:
+            top = np.argpartition(-scores, w - 1, axis=1)[:, :w]
+        else:
+            top = np.broadcast_to(np.arange(read), scores.shape)
+        best = np.take_along_axis(scores, top, axis=1)
+        out: list[np.ndarray] = [top[0]] * len(q)
+        live = np.arange(len(q))
+        while True:
+            kth = -np.sort(-best, axis=1)[np.arange(len(live)), want[live] - 1]
+            settled = np.full(len(live), read >= self.n)
+            if read < self.n:  # every unread item scores at most |q| |y| <= the want-th best
+                settled = kth >= q_norms[live] * self.norms[read]
+            for i in np.flatnonzero(settled).tolist():
+                out[int(live[i])] = np.asarray(top[i], dtype=np.int64)
+            if settled.all():
+                return out
+            live, top, best, kth = live[~settled], top[~settled], best[~settled], kth[~settled]
+            more = min(self.n, 2 * read)
+            fresh = q[live] @ self.vectors[read:more].T
+            r, c = np.nonzero(fresh >= kth[:, None])
+            if len(r):
+                counts = np.bincount(r, minlength=len(live))
+                slot = np.arange(len(r)) - (np.cumsum(counts) - counts)[r]
+                add_s = np.full((len(live), int(counts.max())), -np.inf, dtype=np.float32)
+                add_p = np.zeros(add_s.shape, dtype=np.int64)
+                add_s[r, slot], add_p[r, slot] = fresh[r, c], c + read
+                scores, positions = np.hstack([best, add_s]), np.hstack([top, add_p])
+                pick = np.argpartition(-scores, w - 1, axis=1)[:, :w]
+                top, best = np.take_along_axis(positions, pick, 1), np.take_along_axis(scores, pick, 1)
+            read = more
+
+    def rescore(self, query: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` (items best first, scores) of a set of positions holding them, as ``search``
+        ranks its own: each score on its own (not BLAS, whose last bit depends on the rows around
+        one), ties in the length order, so a batch's shortlist and a search give the same answer."""
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        positions = np.sort(np.asarray(positions, dtype=np.int64))
+        scores = np.einsum("ij,j->i", self.vectors[positions], q)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return self.order[positions[top]], scores[top]
 
 
 class ServingModel:
@@ -157,6 +223,15 @@ class ServingModel:
         scores, items = self._faiss.search(query, k)
         keep = items[0] >= 0
         return items[0][keep].astype(np.int64), scores[0][keep]
+
+    def search_many(self, vectors: np.ndarray, k: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``search`` for many vectors at once, the i-th with its own ``k[i]`` (the trainer's pools):
+        the same answers, from one batched scan when the search is the exact one."""
+        k = np.minimum(np.asarray(k, dtype=np.int64), self.n_items)
+        if self._exact is None:
+            return [self.search(v, int(n)) for v, n in zip(vectors, k.tolist(), strict=True)]
+        short = self._exact.shortlist(vectors, k)
+        return [self._exact.rescore(v, s, n) for v, s, n in zip(vectors, short, k.tolist(), strict=True)]
 
     def fold_in(self, items: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """ALS closed form for one member given item factors Y (as implicit computes it):

@@ -74,9 +74,16 @@ def serving_model(fs: FirstStage, config: TrainConfig, members: MemberTable | No
 class _PoolProfile(MemberProfile):
     """A member as one pool sees them: no page shares the taste search (the service rounds it up
     so a page's slots share one), so it asks for exactly the items the pool needs, the same first
-    ``k`` items at less cost."""
+    ``k`` items at less cost; ``found`` is that answer when the batch already searched for it."""
+
+    def __init__(self, model: ServingModel, now: float, index: int,
+                 found: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        super().__init__(model, "", OnlineState(), now, index=index)
+        self.found = found
 
     def nearest(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.found is not None and k <= len(self.found[0]):
+            return self.found[0][:k], self.found[1][:k]
         vector = self.vector
         if vector is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -84,24 +91,43 @@ class _PoolProfile(MemberProfile):
 
 
 class PoolMaker:
-    """One member's pool at a time, through the service's engine."""
+    """Pools through the service's engine, one member at a time, with the taste search of a batch
+    of members done at once (one batched exact search gives each member the items its own would)."""
+
+    batch = 256  # members whose taste search runs as one
 
     def __init__(self, fs: FirstStage, config: TrainConfig, model: ServingModel | None = None) -> None:
         self.fs, self.config = fs, config
         self.model = model or serving_model(fs, config)
         self.recipe = for_you(config)
+        self.searches = any(use.source.name == "als" for use in self.recipe.sources)
 
     def pools(self, members: np.ndarray, n: int) -> Iterator[tuple[int, Candidates]]:
         """(member, blended candidate batch of at most n items) for each member, in order."""
-        for m in np.asarray(members, dtype=np.int64).tolist():
-            yield m, self.pool(m, n)
+        members = np.asarray(members, dtype=np.int64)
+        for start in range(0, len(members), self.batch):
+            part = members[start:start + self.batch]
+            excludes = [self._exclude(m) for m in part.tolist()]
+            found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(part)
+            if self.searches:  # what the "als" source asks for: the slot's fetch size (run.arrange)
+                want = np.array([self.recipe.pool * n + len(e) for e in excludes], dtype=np.int64)
+                vectors = self.model.bundle.member_factors[part]
+                found = list(self.model.search_many(vectors, want))
+            for m, exclude, hit in zip(part.tolist(), excludes, found, strict=True):
+                yield m, self._pool(m, n, exclude, hit)
 
     def pool(self, m: int, n: int) -> Candidates:
-        exclude: frozenset[int] = frozenset()
-        if self.config.reranker.exclude_seen:
-            seen = self.fs.seen
-            exclude = frozenset(seen.indices[seen.indptr[m]:seen.indptr[m + 1]].tolist())
-        profile = _PoolProfile(self.model, "", OnlineState(), self.fs.now, index=m)
+        return self._pool(m, n, self._exclude(m), None)
+
+    def _exclude(self, m: int) -> frozenset[int]:
+        if not self.config.reranker.exclude_seen:
+            return frozenset()
+        seen = self.fs.seen
+        return frozenset(seen.indices[seen.indptr[m]:seen.indptr[m + 1]].tolist())
+
+    def _pool(self, m: int, n: int, exclude: frozenset[int],
+              found: tuple[np.ndarray, np.ndarray] | None) -> Candidates:
+        profile = _PoolProfile(self.model, self.fs.now, m, found)
         q = SlotQuery(self.model, profile, SLOT, n, exclude=exclude, filters=self.recipe.filters, trace=False)
         slate, _ = arrange(self.recipe, q, top=True)
         return batch(slate, slate.order[:n])
