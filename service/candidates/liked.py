@@ -17,6 +17,7 @@ import numpy as np
 from service.candidates import top
 from service.engine.query import SlotQuery
 from service.engine.slate import Found
+from service.filters import not_in
 from service.model import ServingModel
 
 #: The member's latest items that seed the score: bounds a heavy member's request to MAX_ITEMS rows
@@ -47,7 +48,7 @@ class BecauseYouLiked:
         items, conf, _ = q.profile.interactions  # newest first
         seeds, conf = items[:MAX_ITEMS], conf[:MAX_ITEMS]
         seed_at, item, contrib = arrivals(q.model, seeds, conf)
-        keep = ~np.isin(item, items)
+        keep = not_in(item, items)
         seed_at, item, contrib = seed_at[keep], item[keep], contrib[keep]
         if not len(item):
             return Found.none()
