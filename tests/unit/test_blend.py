@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from service.blend import Interleave, interleave
 from service.engine.slate import Slate
 from tests.fixtures.service import slot_query
-from tests.reference_engine.blend import Interleave as ReferenceInterleave
-from tests.reference_engine.domain import Candidate
+from tests.unit.test_engine_equivalence import first_difference, golden, plain
 
 
 def blended(weights: dict[str, float], pools: dict[str, list[int]]) -> Slate:
@@ -48,15 +45,14 @@ def test_a_limit_stops_the_blend_early_with_the_same_prefix() -> None:
 
 
 def test_same_order_scores_and_reasons_as_the_replaced_blend_on_random_pools() -> None:
-    rng = random.Random(3)
-    for _ in range(300):
-        names = ["a", "b", "c", "d"][: rng.randint(1, 4)]
-        weights = {n: rng.choice([0.1, 0.2, 0.25, 0.3, 0.45, 0.5, 0.75, 1.0]) for n in names}
-        items = {n: list(dict.fromkeys(rng.randrange(40) for _ in range(rng.randint(0, 30)))) for n in names}
-        slate = blended(weights, items)
-        got = [(int(slate.item[r]), float(slate.score[r]), str(slate.names(np.array([r]))[0]),
-                [x.detail for x in slate.reasons(r)]) for r in slate.order.tolist()]
-        old = ReferenceInterleave(weights).blend(slot_query(), {n: [Candidate(i, 1.0, n) for i in items[n]]
-                                                                for n in names})
-        want = [(c.item, c.score, c.source, [x.detail for x in c.reasons]) for c in old]
-        assert got == want
+    """Random pools and weights, and the replaced blend's order, scores and reasons for them, are in the
+    engine golden file (see tests/unit/test_engine_equivalence.py for where it came from)."""
+    cases = golden()["blend"]
+    assert len(cases) == 300
+    for n, case in enumerate(cases):
+        slate = blended(case["weights"], case["pools"])
+        got = plain([(int(slate.item[r]), float(slate.score[r]), str(slate.names(np.array([r]))[0]),
+                      [x.detail for x in slate.reasons(r)]) for r in slate.order.tolist()])
+        diff = first_difference(got, case["want"])
+        assert diff is None, (f"blend case {n} (weights {case['weights']}, pools {case['pools']}): "
+                              f"differs from the replaced blend at {diff}")
