@@ -5,8 +5,8 @@ re-ranker; ``service.blend`` is held to the replaced blend the same way (tests/u
 
 What the replaced engine served is in tests/fixtures/engine_golden.json.gz: one case per line,
 gzipped because the traces make it 2 MB as text. It was recorded from the replaced engine (frozen as
-tests/reference_engine) at commit 8e3ec46 by tests/fixtures/record_engine_golden.py, both since
-removed (git history has them), on the members, states and contexts built here and the built-in
+tests/reference_engine) at commit 8e3ec46 by tests/fixtures/record_engine_golden.py (commit
+1d40a05), both since removed, on the members, states and contexts built here and the built-in
 recipes of that time (the file's ``builtin_slots``: check_in has gained a source since).
 
 The golden is never regenerated from the engine it checks. A deliberate difference in output is
