@@ -8,6 +8,7 @@ Layout of ``MODELS_DIR``::
 
     MODELS_DIR/
       CURRENT                     one line: the version the service should serve
+      PINNED                      optional: versions pruning never removes (service.bundle_versions)
       versions/<version>/         one complete bundle (see FILES)
       versions/.incoming-<...>/   a bundle being written (never read)
 
@@ -54,14 +55,18 @@ from service.bundle_manifest import (  # noqa: F401  (re-exported)
     check_manifest,
     read_manifest,
 )
+from service.bundle_versions import (  # noqa: F401  (CURRENT_FILE, VERSIONS_DIR re-exported)
+    CURRENT_FILE,
+    VERSIONS_DIR,
+    prune,
+    read_pinned,
+    replace_file,
+)
 from service.durable import fsync_dir
 from service.ids import column_to_numpy, text_array, unique_text
 
 if TYPE_CHECKING:
     import faiss
-
-CURRENT_FILE = "CURRENT"
-VERSIONS_DIR = "versions"
 
 #: Event types in the order of their bit in ``history_events`` (bit 0 = view ... bit 4 = purchase).
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "fav", "cart", "purchase")
@@ -275,11 +280,14 @@ def _write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
         os.fsync(f.fileno())
 
 
-def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
+def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5,
+            notify: Callable[[str], object] | None = None) -> Path:
     """Write ``bundle`` into MODELS_DIR atomically and point CURRENT at it.
 
-    Returns the published directory. Older versions beyond ``keep`` are removed (never the one
-    CURRENT pointed to before, so a service still reading it is safe).
+    Returns the published directory. Older versions beyond the newest ``keep`` unpinned ones are
+    removed: never the one CURRENT pointed to before (a service may still read it) nor a pinned one
+    (``PINNED``: an experiment arm may serve it). ``notify`` hears of pinned versions kept that
+    ``keep`` alone would have removed.
     """
     import faiss  # the trainer has it; imported here so load() users without an index skip it
 
@@ -340,7 +348,10 @@ def publish(bundle: Bundle, models_dir: str | Path, keep: int = 5) -> Path:
         raise
     previous = current_version(models_dir)
     set_current(models_dir, version)
-    _prune(versions, keep=keep, protect={version, previous})
+    spared = prune(versions, keep=keep, protect={version, previous}, pinned=set(read_pinned(models_dir)))
+    if spared and notify is not None:
+        notify(f"kept pinned version{'s' * (len(spared) != 1)} {', '.join(spared)} beyond --keep {keep} "
+               f"(`mallrec models unpin` lets one go)")
     bundle.path = final
     return final
 
@@ -350,29 +361,13 @@ def set_current(models_dir: str | Path, version: str) -> None:
     folder): a reader sees the old line or the new one, and a crash cannot leave it empty."""
     if not re.fullmatch(VERSION_PATTERN, version):
         raise BundleError(f"{version!r} is not a version (a folder name: {VERSION_PATTERN})")
-    models_dir = Path(models_dir)
-    pointer_tmp = models_dir / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
-    try:
-        _write_file(pointer_tmp, lambda f: f.write(f"{version}\n".encode()))
-        os.replace(pointer_tmp, models_dir / CURRENT_FILE)
-    except BaseException:
-        pointer_tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(models_dir)
+    replace_file(Path(models_dir), CURRENT_FILE, f"{version}\n")
 
 
 def member_order(member_ids: np.ndarray) -> np.ndarray:
     """The bundle's ``member_order`` array: the member ids' stable argsort (``publish`` makes it when
     the trainer has not already, e.g. beside its ALS fit)."""
     return np.argsort(text_array(member_ids), kind="stable")
-
-
-def _prune(versions: Path, keep: int, protect: set[str | None]) -> None:
-    done = sorted((p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.name)
-    for old in done[:-keep] if keep > 0 else []:
-        if old.name not in protect:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,4 +1,5 @@
-"""`mallrec models list|rollback`: the published bundles in MODELS_DIR, and putting an older one live.
+"""`mallrec models list|rollback|pin|unpin`: the published bundles in MODELS_DIR, putting an older one
+live, and pinning the versions `mallrec train --keep` must not remove (service.bundle_versions).
 
 Rollback only moves CURRENT (atomically, as publish does); a running server's BundleWatcher polls
 CURRENT every second and swaps to the bundle it names. A bundle is fully loaded and checked
@@ -25,7 +26,8 @@ err = Console(stderr=True)
 ModelsOpt = Annotated[Path, typer.Option(
     "--models", metavar="<dir>", help="Models directory (MODELS_DIR): CURRENT and versions/<version>/.")]
 
-app = typer.Typer(name="models", help="Published model bundles: list them, roll back to an older one.",
+app = typer.Typer(name="models", help="Published model bundles: list them, roll back to an older one, "
+                                     "pin the ones pruning must keep.",
                   no_args_is_help=True, rich_markup_mode=None)
 
 
@@ -39,9 +41,12 @@ def _versions_dir(models_dir: Path) -> Path:
     return versions
 
 
-def describe(path: Path, live: str | None) -> dict[str, Any]:
-    """One version's row: manifest facts, size on disk, live or not; ``error`` when unreadable."""
-    row: dict[str, Any] = {"version": path.name, "live": path.name == live,
+def describe(path: Path, live: str | None, pinned: dict[str, str] | None = None) -> dict[str, Any]:
+    """One version's row: manifest facts, size on disk, live or not, pinned or not (and the pin's
+    note); ``error`` when unreadable."""
+    pins = pinned or {}
+    row: dict[str, Any] = {"version": path.name, "live": path.name == live, "pinned": path.name in pins,
+                           "pin_note": pins.get(path.name),
                            "size_bytes": sum(f.stat().st_size for f in path.rglob("*") if f.is_file())}
     try:
         m = read_manifest(path)
@@ -76,10 +81,11 @@ def _iso(ts: float | None) -> str | None:
 
 def versions_newest_first(models_dir: Path) -> list[dict[str, Any]]:
     """Every published version (not those being written), newest first by creation time."""
+    from service.bundle_versions import published, read_pinned
     from service.model_bundle import current_version
 
-    versions, live = _versions_dir(models_dir), current_version(models_dir)
-    rows = [describe(p, live) for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    versions, live, pinned = _versions_dir(models_dir), current_version(models_dir), read_pinned(models_dir)
+    rows = [describe(p, live, pinned) for p in published(versions)]
     return sorted(rows, key=lambda r: (r["created_at"], r["version"]), reverse=True)
 
 
@@ -88,7 +94,9 @@ def list_models(
     models_dir: ModelsOpt,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON array instead of the table.")] = False,
 ) -> None:
-    """Published versions, newest first: created, data window, offline metrics, size, which is live."""
+    """Published versions, newest first: created, data window, offline metrics, size, which is live,
+    which are pinned."""
+    from service.bundle_versions import read_pinned
     from service.model_bundle import current_version
 
     rows = versions_newest_first(models_dir)
@@ -96,6 +104,9 @@ def list_models(
     if live is not None and not any(r["live"] for r in rows):
         err.print(f"warning: CURRENT names {live!r}, which is not in {models_dir}/versions: "
                   f"nothing listed is live", highlight=False)
+    if gone := [v for v in read_pinned(models_dir) if not any(r["version"] == v for r in rows)]:
+        err.print(f"warning: PINNED names {', '.join(gone)}, not in {models_dir}/versions "
+                  f"(`mallrec models unpin` drops a pin)", highlight=False)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -104,15 +115,16 @@ def list_models(
         return
     table = Table(title=f"model versions in {models_dir}")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("live", "center"), ("version", "left"), ("created", "left"), ("data window", "left"),
-        ("events", "right"), ("metrics", "left"), ("size", "right"))
+        ("live", "center"), ("pinned", "left"), ("version", "left"), ("created", "left"),
+        ("data window", "left"), ("events", "right"), ("metrics", "left"), ("size", "right"))
     for name, justify in columns:
         table.add_column(name, justify=justify)
     for r in rows:
         window = f"{r.get('events_from')} .. {r.get('events_to')}" if r.get("events_from") else "-"
         figures = f"unreadable: {r['error']}" if "error" in r else _metrics_text(r["metrics"])
         events = f"{r['events']:,}" if r.get("events") is not None else "-"
-        table.add_row("*" if r["live"] else "", r["version"], r["created_at"], window, events, figures,
+        pin = (f"pinned: {r['pin_note']}" if r["pin_note"] else "pinned") if r["pinned"] else ""
+        table.add_row("*" if r["live"] else "", pin, r["version"], r["created_at"], window, events, figures,
                       _size(r["size_bytes"]))
     console = out if out.is_terminal else Console(soft_wrap=True, width=220)
     console.print(table)
@@ -189,6 +201,48 @@ def _previous(models_dir: Path, live: str | None) -> str:
     if not older:
         raise BundleError(f"{live} is the oldest published version: there is nothing older to roll back to")
     return older[0]
+
+
+@app.command("pin")
+def pin(
+    models_dir: ModelsOpt,
+    version: Annotated[str, typer.Argument(help="The published version to keep, e.g. one an experiment "
+                                                "arm serves (model = \"<version>\").")],
+    note: Annotated[str | None, typer.Option("--note", help="Why it is pinned (kept in PINNED).")] = None,
+) -> None:
+    """Pin a version: `mallrec train --keep N` never removes it (nor counts it toward N). The pin is
+    a line in MODELS_DIR/PINNED, replaced atomically."""
+    from service.bundle_versions import published, read_pinned, write_pinned
+
+    versions = _versions_dir(models_dir)
+    names = [p.name for p in reversed(published(versions))]
+    if version not in names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise BundleError(f"cannot pin {version!r}: not in {versions} (newest first: {shown or 'none'})")
+    pins = read_pinned(models_dir)
+    pins[version] = " ".join((note or pins.get(version) or "").split())
+    write_pinned(models_dir, pins)
+    out.print(f"pinned {version}" + (f" ({pins[version]})" if pins[version] else "")
+              + f": `mallrec train --keep` will not remove it ({models_dir / 'PINNED'})", highlight=False)
+
+
+@app.command("unpin")
+def unpin(
+    models_dir: ModelsOpt,
+    version: Annotated[str, typer.Argument(help="The pinned version to let go.")],
+) -> None:
+    """Unpin a version: a later `mallrec train --keep N` may remove it again."""
+    from service.bundle_versions import read_pinned, write_pinned
+
+    pins = read_pinned(models_dir)
+    if version not in pins:
+        pinned = ", ".join(pins) or "none"
+        out.print(f"{version} is not pinned in {models_dir} (pinned: {pinned}); nothing changed",
+                  highlight=False)
+        return
+    del pins[version]
+    write_pinned(models_dir, pins)
+    out.print(f"unpinned {version}: a later `mallrec train --keep` may remove it", highlight=False)
 
 
 def register(root: typer.Typer) -> None:

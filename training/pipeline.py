@@ -47,7 +47,7 @@ def train(ds: Dataset, config: TrainConfig, models_dir: str | Path, steps: Steps
 def publish(bundle: mb.Bundle, models_dir: str | Path, steps: Steps, keep: int = 5) -> Path:
     """Publish a built bundle (the gate calls this only once the bundle has passed)."""
     with steps.step("publish bundle"):
-        return mb.publish(bundle, models_dir, keep=keep)
+        return mb.publish(bundle, models_dir, keep=keep, notify=steps.info)
 
 
 def build_bundle(ds: Dataset, config: TrainConfig, steps: Steps | None = None) -> mb.Bundle:

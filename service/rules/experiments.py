@@ -18,7 +18,8 @@ Each arm's slot is the file's slot (or the built-in one) with the arm's fields o
 gives ``rules`` replaces the slot's own rules (the file's every-slot rules still apply first). Errors:
 an unknown slot, weights that do not add up to a positive number, two arms with one name, an arm's
 slot that would not build, a model version not published, and two experiments on one slot whose
-time windows overlap.
+time windows overlap. Warnings include an arm's model version that is not pinned (``mallrec models
+pin``): ``mallrec train --keep`` could prune it while the experiment runs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from service.bundle_versions import read_pinned
 from service.model import ServingModel
 from service.model_bundle import MANIFEST, VERSIONS_DIR
 from service.rules.document import Path_
@@ -112,6 +114,9 @@ def _check_version(c: Collector, version: str, where: Path_, model: ServingModel
     if not (Path(models_dir) / VERSIONS_DIR / version / MANIFEST).is_file():
         c.add("error", f"model version {version!r} is not published in {models_dir}/versions "
                        "(`mallrec models list` shows what is)", where, field="model")
+    elif version not in read_pinned(models_dir):
+        c.add("warning", f"arm model {version} is not pinned: `mallrec train --keep` may remove it; run "
+                         f"`mallrec models pin --models {models_dir} {version}`", where, field="model")
 
 
 def _epoch(t: dt.datetime | None, tz: ZoneInfo) -> float | None:
