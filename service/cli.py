@@ -52,17 +52,22 @@ def _register() -> None:
 _register()
 
 
+def _errors() -> Console:
+    """stderr for one-line errors: soft wrap, so a long message stays one line in a pipe or a log."""
+    return Console(stderr=True, soft_wrap=True)
+
+
 def main() -> None:
     try:
         app()
     except MallrecError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        _errors().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         sys.exit(e.exit_code)
     except ModuleNotFoundError as e:  # a serve-only install running a training command
         missing = MissingExtra.of(e, sys.argv[1:])
         if missing is None:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False)
+        _errors().print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False)
         sys.exit(missing.exit_code)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
