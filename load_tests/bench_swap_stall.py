@@ -2,7 +2,8 @@
 
     .venv/bin/python -m load_tests.bench_swap_stall --models MODELS_DIR [--server-root CHECKOUT]
 
-Builds a ServingModel and its re-ranker in a thread, as the reload thread does (with its GIL switch
+Loads the bundle once as a server starts (imports, first-use caches), then again the way a hot swap
+does (``service.reload.beside_serving``: its own thread, lower CPU priority, the reload's GIL switch
 interval unless --switch-interval), while the main thread's event loop wakes every millisecond;
 prints the load time and the worst gaps between two wake-ups (a gap is the GIL held by the loader
 for that long: requests and Redis replies wait). ``--server-root`` measures another checkout's code
@@ -41,8 +42,10 @@ def main(argv: list[str] | None = None) -> None:
 
     done = threading.Event()
     took: list[float] = []
+    loader_ident: list[int] = []
 
     def build() -> None:
+        loader_ident.append(threading.get_ident())
         t0 = time.perf_counter()
         model = ServingModel(load(args.models, verify=args.verify))
         rerank_runtime(model)
@@ -50,19 +53,30 @@ def main(argv: list[str] | None = None) -> None:
         took.append(time.perf_counter() - t0)
         done.set()
 
+    build()  # the server's start-up load: imports and first-use caches are not part of a swap
+    done.clear()
+    took.clear()
+    loader_ident.clear()
+    try:
+        from service.reload import beside_serving
+    except ImportError:  # an older checkout (--server-root): a plain thread, as it loaded
+        beside_serving = None
+
     seen: list[tuple[float, str]] = []
 
     async def watch() -> list[float]:
         gaps = []
-        loader = threading.Thread(target=build, daemon=True)
-        loader.start()
+        if beside_serving is not None:
+            task = asyncio.ensure_future(beside_serving(build))
+        else:
+            threading.Thread(target=build, daemon=True).start()
         last = time.perf_counter()
         while not done.is_set():
             await asyncio.sleep(0.001)
             now = time.perf_counter()
             gaps.append(now - last)
             if args.where and (now - last) * 1000 > args.where:
-                frame = sys._current_frames().get(loader.ident)
+                frame = sys._current_frames().get(loader_ident[0]) if loader_ident else None
                 stack = []
                 while frame is not None and len(stack) < 3:
                     code = frame.f_code
@@ -70,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
                     frame = frame.f_back
                 seen.append((now - last, " < ".join(stack)))
             last = now
+        if beside_serving is not None:
+            await task
         return gaps
 
     try:

@@ -7,14 +7,13 @@ once; until the rules change, its arm's members are served by the live model, ma
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from service.model import ServingModel
 from service.model_bundle import VERSIONS_DIR, BundleError
-from service.reload import sharing_the_gil
+from service.reload import beside_serving
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,8 @@ class ArmModels:
         self.failed &= versions  # a version named again later is tried again
         for v in sorted(versions - self.loaded.keys() - self.failed):
             try:
-                with sharing_the_gil():  # as the bundle watcher loads: requests keep moving beside it
-                    model = await asyncio.to_thread(self.loader, self.models_dir / VERSIONS_DIR / v)
+                # as the bundle watcher loads: requests keep moving beside it
+                model = await beside_serving(self.loader, self.models_dir / VERSIONS_DIR / v)
                 if model.version != v:
                     raise BundleError(f"{self.models_dir / VERSIONS_DIR / v}: the manifest says version "
                                       f"{model.version!r}")

@@ -9,9 +9,11 @@ fails (any error loading a bundle; a RulesError, or a rules file refused as a pr
 save) is logged once, counted and remembered (not retried until CURRENT or the file changes), and
 the old one stays.
 
-While a bundle loads, the interpreter hands the GIL over every 0.5 ms instead of every 5 ms
-(`sharing_the_gil`), so the loader's Python-level steps stall the event loop for shorter slices
-(load_tests/bench_swap_stall.py measures them).
+A bundle loads `beside_serving`: on a thread of its own at a lower CPU priority (Linux: nice +10
+for that thread only), so where cores are short the scheduler runs the event loop first and the
+load takes the spare time; and the interpreter hands the GIL over every 0.5 ms instead of every
+5 ms (`sharing_the_gil`), so the loader's Python-level steps stall the event loop for shorter
+slices (load_tests/bench_swap_stall.py measures them).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -52,6 +56,52 @@ def sharing_the_gil(interval: float = LOAD_SWITCH_INTERVAL) -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+#: How much lower the loader thread's CPU priority is than the server's (a nice increment).
+LOAD_NICE = 10
+
+
+async def beside_serving(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` on a fresh thread at a lower CPU priority, sharing the GIL more often.
+
+    A fresh thread, not the default executor's: a thread cannot raise its priority back without
+    privileges, and a pooled one would carry the lower priority into unrelated work."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        _lower_priority(LOAD_NICE)
+        try:
+            result = fn(*args)
+        except BaseException as e:  # handed to the awaiting coroutine, which decides
+            loop.call_soon_threadsafe(settle, None, e)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    with sharing_the_gil():
+        threading.Thread(target=work, name="mallrec-load", daemon=True).start()
+        return await done
+
+
+def _lower_priority(increment: int) -> None:
+    """Lower the calling thread's CPU priority (Linux's setpriority takes a thread id; elsewhere it
+    would take the whole process, so nothing is done there)."""
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + increment, 19))
+    except OSError as e:  # a sandbox that forbids it: load at the normal priority
+        log.debug("loader priority not lowered", extra={"error": str(e)})
 
 
 class Holder(Generic[T]):
@@ -117,8 +167,7 @@ class BundleWatcher(Poller):
         try:
             if not re.fullmatch(VERSION_PATTERN, version):  # never a path out of versions/
                 raise BundleError(f"{self.models_dir / CURRENT_FILE} names {version!r}, not a version")
-            with sharing_the_gil():
-                model = await asyncio.to_thread(self.loader, self.models_dir / VERSIONS_DIR / version)
+            model = await beside_serving(self.loader, self.models_dir / VERSIONS_DIR / version)
             if model.version != version:  # a loader that does not check the folder name itself
                 raise BundleError(f"{self.models_dir / VERSIONS_DIR / version}: the manifest says version "
                                   f"{model.version!r}, {CURRENT_FILE} names {version!r}")

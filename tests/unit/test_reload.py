@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
+
+import pytest
 
 from service.model import ServingModel
 from service.model_bundle import current_version
@@ -97,3 +100,38 @@ def test_a_load_runs_with_a_short_gil_switch_interval_and_restores_it(tmp_path: 
     watcher = BundleWatcher(tmp_path, Holder(), loader=loader)
     assert asyncio.run(watcher.check())
     assert seen == [LOAD_SWITCH_INTERVAL] and sys.getswitchinterval() == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_a_load_runs_on_its_own_thread_at_a_lower_cpu_priority(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from service.reload import LOAD_NICE
+
+    publish_tiny(tmp_path, NOW, seed=1)
+    seen: list[tuple[int, int]] = []
+
+    def loader(path: Path) -> ServingModel:
+        tid = threading.get_native_id()
+        seen.append((tid, os.getpriority(os.PRIO_PROCESS, tid)))
+        return ServingModel.load(path)
+
+    me = threading.get_native_id()
+    base = os.getpriority(os.PRIO_PROCESS, me)
+    assert asyncio.run(BundleWatcher(tmp_path, Holder(), loader=loader).check())
+    (tid, nice), = seen
+    assert tid != me and nice == min(base + LOAD_NICE, 19)
+    assert os.getpriority(os.PRIO_PROCESS, me) == base  # the server's own threads keep theirs
+
+
+def test_a_failing_load_is_rejected_and_the_old_model_keeps_serving(tmp_path: Path) -> None:
+    publish_tiny(tmp_path, NOW, seed=1)
+
+    def loader(path: Path) -> ServingModel:
+        raise MemoryError("out of memory while loading")
+
+    holder: Holder[ServingModel] = Holder()
+    watcher = BundleWatcher(tmp_path, holder, loader=loader)
+    assert not asyncio.run(watcher.check())
+    assert holder.current is None and watcher.rejected == current_version(tmp_path)
