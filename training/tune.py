@@ -113,7 +113,8 @@ class TuneResult:
         else:
             lines.append(f"best {self.metric} {self.best_score:.4f}, trial {best.number}")
         shown = self.item_trials[self.item_best] if self.item_trials else best
-        rows = [(k, _fmt(k, v)) for k, v in shown.params.items()]
+        clock = self.validation.get("clock", "time")
+        rows = [(k, _fmt(k, v, clock)) for k, v in shown.params.items()]
         rows += [(f"val {k}", f"{v:.4f}") for k, v in shown.metrics.items() if k != "members"]
         width = max(len(k) for k, _ in rows)
         lines.append("best trial:")
@@ -143,26 +144,34 @@ class TuneResult:
                  else f"trial {self.best_number}")
         lines.append(f"starting config {base} -> this config {self.best_score:.4f} ({which})")
         shown = self.item_trials[self.item_best] if self.item_trials else self.best_trial
-        lines.append("chosen: " + ", ".join(f"{k}={_fmt(k, v)}" for k, v in shown.params.items()))
+        clock = v.get("clock", "time")
+        lines.append("chosen: " + ", ".join(f"{k}={_fmt(k, x, clock)}" for k, x in shown.params.items()))
         lines += self.widened
         if self.note:
             lines.append(self.note)
         return "\n".join(lines)
 
 
-def human_duration(seconds: float | None) -> str:
-    """3 significant digits in the largest unit that fits: '1.37s', '11h', '2.63d'."""
+def human_duration(seconds: float | None, clock: str = "time") -> str:
+    """3 significant digits in the largest unit that fits: '1.37s', '11h', '2.63d'. On an order-only
+    clock ``ts`` counts positions in a member's history, so a span is a number of positions."""
     if seconds is None:
         return "off"
+    if clock == "order":
+        return f"{seconds:,.0f} positions" if seconds >= 10 else f"{seconds:.3g} positions"
     for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.3g}{unit}"
     return f"{seconds:.3g}s"
 
 
-def _fmt(key: str, value: Any) -> str:
-    if key == "half_life":
-        return "off" if value is None else f"{human_duration(value)} ({value:.6g} s)"
+def _fmt(key: str, value: Any, clock: str = "time") -> str:
+    if key in ("half_life", "member_half_life"):
+        if value is None:
+            return "off"
+        if clock == "order":
+            return human_duration(value, clock)
+        return f"{human_duration(value)} ({value:.6g} s)"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -257,8 +266,9 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int | None = None
         val = Validation(ds, sample, seed, test_share)
         scale = time_scale(val.split.train)
         space = search_space(val.split.train, scale, clock=clock.kind)
-    scales = (f"median gap {human_duration(scale.member_gap)}, median history "
-              f"{human_duration(scale.member_span)}, data span {human_duration(scale.data_span)}"
+    unit = clock.kind
+    scales = (f"median gap {human_duration(scale.member_gap, unit)}, median history "
+              f"{human_duration(scale.member_span, unit)}, data span {human_duration(scale.data_span, unit)}"
               if "member" in space.decays else "none (no clock)")
     _say(steps, f"validating on {len(val.members):,} members ({val.name}); time scale: {scales}; "
                 f"event types {', '.join(space.event_types)}")
@@ -305,7 +315,7 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int | None = None
             best.update(score=score, config=config, number=number)
             paired["best"] = val.last[metric]
             fitted["best"] = getattr(val, "last_model", None)
-        _say(steps, _trial_line(rec, metric, best["score"], number == best.get("number")))
+        _say(steps, _trial_line(rec, metric, best["score"], number == best.get("number"), clock.kind))
         return score
 
     # trial 0: the starting config, so the result is never worse than it on validation
@@ -369,7 +379,8 @@ def tune(ds: Dataset, base: TrainConfig | None = None, trials: int | None = None
                         best_number=int(best["number"]), note=note, seed=seed, widened=widened,
                         item_trials=[] if stage is None else stage.trials,
                         item_best=0 if stage is None else stage.best,
-                        validation={"split": val.name, "members_scored": int(len(val.members)),
+                        validation={"split": val.name, "clock": clock.kind,
+                                    "members_scored": int(len(val.members)),
                                     "held_out_pairs": int(len(val.split.test_members)),
                                     **scale.as_dict()})
     return result
@@ -381,11 +392,12 @@ def _say(steps: Steps, line: str) -> None:
         steps.console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
-def _trial_line(rec: TrialRecord, metric: str, best: float, is_best: bool) -> str:
+def _trial_line(rec: TrialRecord, metric: str, best: float, is_best: bool, clock: str = "time") -> str:
     p = rec.params
-    decay = "off" if p.get("half_life") is None else f"{p['decay_from']} {human_duration(p['half_life'])}"
+    decay = "off" if p.get("half_life") is None else \
+        f"{p['decay_from']} {human_duration(p['half_life'], clock)}"
     if p.get("member_half_life"):
-        decay += f" member={human_duration(p['member_half_life'])}"
+        decay += f" member={human_duration(p['member_half_life'], clock)}"
     attrs = f" attr={p['attribute_weight']:.3g}" if p.get("attribute_weight") else ""
     weights = " ".join(f"{k[7:]}={v:.3g}" for k, v in p.items() if k.startswith("weight_"))
     mark = " *" if is_best else ""

@@ -289,3 +289,17 @@ def test_config_header_says_how_it_was_found(improved, tmp_path: Path):
     assert text.startswith("# written by `mallrec tune` (seed 0)")
     assert all(line.startswith("# ") for line in text.split("\n\n")[0].splitlines())
     assert load_config(f) == improved.best_config
+
+
+def test_decay_spans_on_an_order_only_clock_read_as_positions_not_times() -> None:
+    """ts that count positions in a member's history make a half-life a number of positions."""
+    assert tune_module.human_duration(90000.0) == "1.04d"
+    assert tune_module.human_duration(227345.6, "order") == "227,346 positions"
+    params = {"factors": 64, "regularization": 0.01, "alpha": 2.0, "iterations": 15, "log_scale": True,
+              "decay_from": "member", "half_life": 40.0, "member_half_life": 12.0}
+    rec = tune_module.TrialRecord(3, params, 0.1, {"hr@10": 0.2})
+    order = tune_module._trial_line(rec, "ndcg@10", 0.1, True, "order")
+    assert "decay=member 40 positions member=12 positions" in order
+    assert "40s" in tune_module._trial_line(rec, "ndcg@10", 0.1, True, "time")
+    assert tune_module._fmt("half_life", 40.0, "order") == "40 positions"
+    assert tune_module._fmt("member_half_life", 90000.0) == "1.04d (90000 s)"
