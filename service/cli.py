@@ -2,8 +2,9 @@
 
 The root only assembles subcommands; each side registers its own (`training.cli` for train,
 evaluate, tune, synth; `training.report_cli` for report; `training.simulate_cli` for simulate; `service.cli_commands` for serve, sink,
-recommend, demo, rules; `service.models_cli` for models list / rollback). Heavy imports
-(implicit, faiss, grpc) happen inside the commands, so `mallrec --help` is instant.
+recommend, demo, rules; `service.models_cli` for models list / rollback; `service.eventlog.log_cli`
+for log compact). Heavy imports (implicit, faiss, grpc) happen inside the commands, so
+`mallrec --help` is instant.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def _register() -> None:
     else:
         cli_commands.register(app)
     from service import models_cli
+    from service.eventlog import log_cli
 
     models_cli.register(app)
+    log_cli.register(app)
 
 
 _register()

@@ -10,6 +10,9 @@ that. So after a crash:
   removed, and the batch is written again from the entries Redis still holds as pending;
 - pending entries at or below the checkpoint are in files already: they are acknowledged, not
   written again.
+
+``mallrec log compact`` (service.eventlog.compact) merges only parts at or below the checkpoint, so a
+compacted file's first id is too and this recovery never removes one.
 """
 
 from __future__ import annotations
@@ -23,16 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.durable import fsync_dir
-from service.eventlog.schema import LogRecord, day, partition_dir, to_table
+from service.eventlog.schema import LogRecord, day, partition_dir, sid, to_table
 
 STATE_DIR = "_sink"
 START = "0-0"
-
-
-def sid(stream_id: str) -> tuple[int, int]:
-    """A Redis stream id (``<ms>-<seq>``) as a comparable pair."""
-    ms, _, seq = stream_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def newest_sid(reply: Sequence[tuple[bytes | str | None, object]] | None) -> tuple[int, int]:

@@ -8,7 +8,11 @@ to day-partitioned Parquet files, hive style, so pyarrow, DuckDB and Spark read 
     LOG_DIR/date=YYYY-MM-DD/part-<first stream id>_<last stream id>.parquet
 
 ``date`` is the UTC day of the record's ``ts``; it is a partition column (in the path, not in the
-file). ``read_log`` is the one reader the trainer and the report use.
+file). ``log_files`` is the one listing every reader uses (``read_log``, the trainer, the report).
+
+``mallrec log compact`` merges a closed day's parts into ``part-<first of all>_<last of all>.parquet``
+and then deletes them; a crash between the two leaves both. ``log_files`` therefore skips a part
+whose id range lies inside another file's range in the same day folder: its rows are in that file.
 """
 
 from __future__ import annotations
@@ -149,14 +153,61 @@ def partition_dir(log_dir: Path, date: str) -> Path:
     return log_dir / f"date={date}"
 
 
+StreamId = tuple[int, int]
+
+
+def sid(stream_id: str) -> StreamId:
+    """A Redis stream id (``<ms>-<seq>``) as a comparable pair."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def part_range(path: Path) -> tuple[StreamId, StreamId] | None:
+    """The stream-id range a ``part-<first>_<last>.parquet`` file holds; None for another name."""
+    name = path.name
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        return None
+    first, sep, last = name[5:-8].partition("_")
+    try:
+        lo, hi = sid(first), sid(last)
+    except ValueError:
+        return None
+    return (lo, hi) if sep and lo <= hi else None
+
+
+def covered_parts(paths: Iterable[Path]) -> set[Path]:
+    """The parts (of one day folder) whose id range lies inside another file's range: a compaction
+    wrote that file and was stopped before deleting them, so their rows are counted there."""
+    ranged = sorted(((r, p) for p in paths if (r := part_range(p)) is not None),
+                    key=lambda rp: (rp[0][0], (-rp[0][1][0], -rp[0][1][1]), rp[1].name))
+    out: set[Path] = set()
+    widest: StreamId | None = None  # the highest last id of the files starting at or before this one
+    for (_, last), p in ranged:
+        if widest is not None and last <= widest:
+            out.add(p)
+        else:
+            widest = last
+    return out
+
+
+def day_parts(folder: Path) -> list[Path]:
+    """A day folder's part files in stream order (so rows read the same before and after a
+    compaction), without those ``covered_parts`` finds; other names last, by name."""
+    parts = [p for p in folder.glob("part-*.parquet") if p.is_file()]
+    covered = covered_parts(parts)
+    last: tuple[StreamId, StreamId] = ((1 << 62, 0), (1 << 62, 0))
+    return sorted((p for p in parts if p not in covered), key=lambda p: (part_range(p) or last, p.name))
+
+
 def log_files(log_dir: Path, since: float | None = None) -> list[Path]:
     """The log's Parquet files, oldest day first; with ``since`` (epoch seconds) only the days from
-    ``since``'s day on (filter on ``ts`` too for an exact window)."""
+    ``since``'s day on (filter on ``ts`` too for an exact window). A part a compaction's file already
+    holds is left out (``covered_parts``), so no reader counts its rows twice."""
     first = day(since) if since is not None else ""
     out: list[Path] = []
     for part in sorted(log_dir.glob("date=*")):
         if part.is_dir() and part.name[5:] >= first:
-            out += sorted(p for p in part.glob("part-*.parquet") if p.is_file())
+            out += day_parts(part)
     return out
 
 
