@@ -31,15 +31,32 @@ BLOCK_PATHS = 10_000_000  # walks per block of item rows: ~300 MB for the block'
 
 
 def top_k_rows(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """The k largest entries of each row of ``m`` (ties: lower column first), as CSR in column order."""
+    """The k largest entries of each row of ``m`` (ties: lower column first), as CSR in column order.
+
+    Each row longer than k finds its k-th largest value with one partition of its own slice (linear,
+    where sorting every entry of a block of walks was most of the fit); the entries above it are
+    kept, and as many of those equal to it as the row still needs, lowest column first."""
     m = sp.csr_matrix(m)
     m.sort_indices()
-    lengths = np.diff(m.indptr)
-    rows = np.repeat(np.arange(m.shape[0]), lengths)
-    order = np.lexsort((-m.data, rows))  # within a row: largest first, stable on column order
-    rank = np.arange(len(order)) - m.indptr[rows[order]]
-    keep = np.sort(order[rank < k])
-    return sp.csr_matrix((m.data[keep], m.indices[keep], np.r_[0, np.cumsum(np.minimum(lengths, k))]),
+    data, indptr = m.data, m.indptr
+    lengths = np.diff(indptr)
+    n_rows = m.shape[0]
+    kth = np.full(n_rows, -np.inf)  # a row of at most k entries keeps them all
+    if k > 0:
+        for r in np.flatnonzero(lengths > k).tolist():
+            row = data[indptr[r]:indptr[r + 1]]
+            kth[r] = np.partition(row, len(row) - k)[len(row) - k]
+    else:
+        kth[:] = np.inf
+    row_of = np.repeat(np.arange(n_rows), lengths)
+    t = kth[row_of]
+    above, tied = data > t, data == t
+    need = k - np.bincount(row_of, weights=above, minlength=n_rows).astype(np.int64)
+    tied_before = np.zeros(len(data) + 1, dtype=np.int64)  # tied entries before each, in the row
+    np.cumsum(tied, out=tied_before[1:])
+    rank = tied_before[:-1] - tied_before[indptr[row_of]]
+    keep = np.flatnonzero(above | (tied & (rank < need[row_of])))
+    return sp.csr_matrix((data[keep], m.indices[keep], np.r_[0, np.cumsum(np.minimum(lengths, k))]),
                          shape=m.shape)
 
 

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from pydantic import ValidationError
 
 from training.config import ItemModelConfig, TrainConfig
-from training.rp3beta import RP3beta, fit_item_model, item_walks, neighbour_table, walk_blocks
+from training.rp3beta import RP3beta, fit_item_model, item_walks, neighbour_table, top_k_rows, walk_blocks
 
 X = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1]], dtype=np.float32))
 W_HAND = np.array([[0, 5 / 12, 1 / 6, 0],
@@ -128,3 +128,21 @@ def test_sparse_ranking_scores_and_stats_equal_the_dense_generic_paths() -> None
     for fast_stat, slow_stat in zip(model.score_stats(members), Model.score_stats(model, members),
                                     strict=True):
         np.testing.assert_allclose(fast_stat, slow_stat, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 7, 40])
+def test_top_k_rows_keeps_each_rows_k_largest_ties_to_the_lower_column(k: int) -> None:
+    rng = np.random.default_rng(k)
+    for trial in range(20):
+        m = sp.random(60, 40, density=rng.uniform(0.0, 0.9), format="csr", dtype=np.float32,
+                      random_state=trial)
+        m.data = np.round(m.data * 4) / 4 + 0.25  # few distinct values: ties at the k-th are common
+        got = top_k_rows(m, k)
+        for r in range(m.shape[0]):
+            row = m.getrow(r)
+            entries = zip(row.indices.tolist(), row.data.tolist(), strict=True)
+            ranked = sorted(entries, key=lambda e: (-e[1], e[0]))
+            want = sorted(ranked[:k])  # the k largest, lower column first on ties, in column order
+            have = list(zip(got.indices[got.indptr[r]:got.indptr[r + 1]].tolist(),
+                            got.data[got.indptr[r]:got.indptr[r + 1]].tolist(), strict=True))
+            assert have == want, (trial, r)
