@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.durable import fsync_dir
-from service.eventlog.schema import LogRecord, day, partition_dir, sid, to_table
+from service.eventlog.schema import LogRecord, day, part_range, partition_dir, sid, to_table
 
 STATE_DIR = "_sink"
 START = "0-0"
@@ -84,12 +84,16 @@ def write_batch(log_dir: Path, records: Sequence[LogRecord] | pa.Table, first_id
 
 
 def remove_uncommitted(log_dir: Path, checkpoint: str) -> list[Path]:
-    """Remove the files of a batch the checkpoint does not cover (and temporary files left by a crash)."""
+    """Remove the files of a batch the checkpoint does not cover, and the sink's own temporary files
+    left by a crash. Anything else is not the sink's to remove: a compaction's temporary output, a
+    file whose name holds no stream-id range (a user's copy, say)."""
     removed = []
+    last = sid(checkpoint)
     for folder in log_dir.glob("date=*"):
         for f in folder.iterdir():
-            if f.name.endswith(".tmp") or (f.name.startswith("part-") and
-                                           sid(f.name[5:].partition("_")[0]) > sid(checkpoint)):
+            held = part_range(f)
+            ours = f.name.startswith(".part-") and f.name.endswith(".tmp")
+            if ours or (held is not None and held[0] > last):
                 f.unlink()
                 removed.append(f)
     return removed

@@ -140,6 +140,19 @@ def test_remove_uncommitted_keeps_what_the_checkpoint_covers(tmp_path: Path) -> 
     assert files.sid("1700000000000-12") > files.sid("1700000000000-9")
 
 
+def test_remove_uncommitted_leaves_what_the_sink_did_not_write(tmp_path: Path) -> None:
+    """A compaction's temporary output and files without a stream-id range are not the sink's."""
+    kept = files.write_batch(tmp_path, [LogRecord("a", "m", "i", "view", T0)], "100-0", "100-5")
+    files.write_checkpoint(tmp_path, "100-5")
+    folder = kept[0].parent
+    others = [folder / ".compact-part-100-0_100-5.parquet.tmp", folder / "part-notes.parquet",
+              folder / "part-x_y.parquet", folder / "README.txt"]
+    for f in others:
+        f.write_bytes(b"not the sink's")
+    assert files.remove_uncommitted(tmp_path, "100-5") == []
+    assert all(f.exists() for f in [*kept, *others])
+
+
 def test_records_the_cap_dropped_before_a_sink_read_them_are_counted_lost(
         tmp_path: Path, redis_url: tuple[str, str]) -> None:
     url, prefix = redis_url
