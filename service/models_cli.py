@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console, JustifyMethod
+from rich.filesize import decimal
 from rich.table import Table
 
 from service.bundle_manifest import BundleError, read_manifest
@@ -125,7 +126,7 @@ def list_models(
         events = f"{r['events']:,}" if r.get("events") is not None else "-"
         pin = (f"pinned: {r['pin_note']}" if r["pin_note"] else "pinned") if r["pinned"] else ""
         table.add_row("*" if r["live"] else "", pin, r["version"], r["created_at"], window, events, figures,
-                      _size(r["size_bytes"]))
+                      decimal(r["size_bytes"]))
     console = out if out.is_terminal else Console(soft_wrap=True, width=220)
     console.print(table)
 
@@ -145,16 +146,6 @@ def _metrics_text(m: dict[str, Any]) -> str:
         parts.append(f"index recall@100 {m['index_recall_at_100']:.3f}")
     return "; ".join(parts) or "-"
 
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024 or unit == "GiB":
-            break
-    return f"{size:.1f} {unit}"
 
 
 @app.command("rollback")

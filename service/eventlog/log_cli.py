@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.filesize import decimal
 from rich.markup import escape
 
 from service.errors import MallrecError
@@ -19,23 +20,13 @@ app = typer.Typer(name="log", help="Housekeeping of the event log's Parquet file
                   no_args_is_help=True, rich_markup_mode=None)
 
 
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n:,} B"
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024 or unit == "GiB":
-            break
-    return f"{size:,.1f} {unit}"
-
 
 def _line(r: DayResult, dry_run: bool) -> str:
     parts = []
     if r.files_before:
-        after = "?" if dry_run else _size(r.bytes_after)
+        after = "?" if dry_run else decimal(r.bytes_after)
         parts.append(f"{r.files_before:,} files -> {r.files_after:,}, {r.rows:,} rows, "
-                     f"{_size(r.bytes_before)} -> {after}")
+                     f"{decimal(r.bytes_before)} -> {after}")
     if r.leftovers:
         parts.append(f"{r.leftovers:,} part(s) an interrupted run had merged "
                      + ("to delete" if dry_run else "deleted"))
@@ -80,10 +71,10 @@ def compact(
         bytes_after += r.bytes_after
         leftovers += r.leftovers
     verb = "would compact" if dry_run else "compacted"
-    after = "?" if dry_run else _size(bytes_after)
+    after = "?" if dry_run else decimal(bytes_after)
     extra = f"; {leftovers:,} leftover parts {'to delete' if dry_run else 'deleted'}" if leftovers else ""
     out.print(f"total: {looked} closed days looked at; {verb} {files_before:,} files -> {files_after:,}, "
-              f"{rows:,} rows, {_size(bytes_before)} -> {after}{extra}")
+              f"{rows:,} rows, {decimal(bytes_before)} -> {after}{extra}")
     if failed:
         raise MallrecError(f"{len(failed)} day(s) not compacted: {', '.join(failed)}")
 
