@@ -19,9 +19,9 @@ def mallrec(*args: str) -> str:
     return result.output
 
 
-def train(data: Path, models: Path) -> str:
+def train(data: Path, models: Path, *options: str) -> str:
     mallrec("train", "--events", str(data / "events.csv"), "--items", str(data / "items.csv"),
-            "--members", str(data / "members.csv"), "--out", str(models))
+            "--members", str(data / "members.csv"), "--out", str(models), *options)
     version = current_version(models)
     assert version
     return version
