@@ -187,6 +187,16 @@ def test_evaluate_reports_first_stage_and_rerank_on_the_same_members(ds):
     assert res["first_stage"].keys() == res["rerank"].keys() and "ndcg@10" in res["rerank"]
     assert res["first_stage"]["members"] == res["rerank"]["members"] == len(np.unique(split.test_members))
     assert 0 <= info["pool"]["truth_in_pool"] <= 1
+    # the same figures from forked workers, a few members each, as from this process alone
+    import training.rerank_eval as rerank_eval
+
+    chunk, rerank_eval.CHUNK = rerank_eval.CHUNK, 5
+    try:
+        forked: dict = {}
+        assert score_rerank(split, cfg, model, als, ks=(10,), info=forked, workers=2) == res
+    finally:
+        rerank_eval.CHUNK = chunk
+    assert forked["pool"] == {**info["pool"], "workers": 2} and info["pool"]["workers"] == 1
 
 
 # --------------------------------------------------------------------------- scorer
