@@ -35,10 +35,10 @@ def top_k_rows(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
 
     Each row longer than k finds its k-th largest value with one partition of its own slice (linear,
     where sorting every entry of a block of walks was most of the fit); the entries above it are
-    kept, and as many of those equal to it as the row still needs, lowest column first."""
+    kept, and of those equal to it as many as the row still needs, lowest column first. Only the
+    kept entries are put in column order (a block's product comes unsorted)."""
     m = sp.csr_matrix(m)
-    m.sort_indices()
-    data, indptr = m.data, m.indptr
+    data, indices, indptr = m.data, m.indices, m.indptr
     lengths = np.diff(indptr)
     n_rows = m.shape[0]
     kth = np.full(n_rows, -np.inf)  # a row of at most k entries keeps them all
@@ -50,14 +50,22 @@ def top_k_rows(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
         kth[:] = np.inf
     row_of = np.repeat(np.arange(n_rows), lengths)
     t = kth[row_of]
-    above, tied = data > t, data == t
-    need = k - np.bincount(row_of, weights=above, minlength=n_rows).astype(np.int64)
-    tied_before = np.zeros(len(data) + 1, dtype=np.int64)  # tied entries before each, in the row
-    np.cumsum(tied, out=tied_before[1:])
-    rank = tied_before[:-1] - tied_before[indptr[row_of]]
-    keep = np.flatnonzero(above | (tied & (rank < need[row_of])))
-    return sp.csr_matrix((data[keep], m.indices[keep], np.r_[0, np.cumsum(np.minimum(lengths, k))]),
-                         shape=m.shape)
+    above = data > t
+    keep = above
+    tied = np.flatnonzero(data == t)  # few: the entries equal to their row's k-th largest
+    if len(tied):
+        need = k - np.bincount(row_of, weights=above, minlength=n_rows).astype(np.int64)
+        tied = tied[np.lexsort((indices[tied], row_of[tied]))]  # by row, then column
+        rows = row_of[tied]
+        first = np.r_[True, rows[1:] != rows[:-1]]
+        start = np.flatnonzero(first)[np.cumsum(first) - 1]
+        keep = above.copy()
+        keep[tied[np.arange(len(tied)) - start < need[rows]]] = True
+    kept = np.flatnonzero(keep)
+    out = sp.csr_matrix((data[kept], indices[kept], np.r_[0, np.cumsum(np.minimum(lengths, k))]),
+                        shape=m.shape)
+    out.sort_indices()
+    return out
 
 
 def neighbour_table(w: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:

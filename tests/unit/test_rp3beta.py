@@ -137,7 +137,14 @@ def test_top_k_rows_keeps_each_rows_k_largest_ties_to_the_lower_column(k: int) -
         m = sp.random(60, 40, density=rng.uniform(0.0, 0.9), format="csr", dtype=np.float32,
                       random_state=trial)
         m.data = np.round(m.data * 4) / 4 + 0.25  # few distinct values: ties at the k-th are common
-        got = top_k_rows(m, k)
+        shuffled = m.copy()  # a product's rows come with their columns in any order
+        for r in range(m.shape[0]):
+            a, b = m.indptr[r], m.indptr[r + 1]
+            perm = a + rng.permutation(b - a)
+            shuffled.indices[a:b], shuffled.data[a:b] = m.indices[perm], m.data[perm]
+        shuffled.has_sorted_indices = False
+        got = top_k_rows(shuffled, k)
+        assert got.has_sorted_indices
         for r in range(m.shape[0]):
             row = m.getrow(r)
             entries = zip(row.indices.tolist(), row.data.tolist(), strict=True)
