@@ -19,6 +19,7 @@ slices (load_tests/bench_swap_stall.py measures them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -81,11 +82,12 @@ async def beside_serving(fn: Callable[..., T], *args: object) -> T:
     def work() -> None:
         _lower_priority(LOAD_NICE)
         try:
-            result = fn(*args)
+            result: T | None = fn(*args)
+            error: BaseException | None = None
         except BaseException as e:  # handed to the awaiting coroutine, which decides
-            loop.call_soon_threadsafe(settle, None, e)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown): nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
 
     with sharing_the_gil():
         threading.Thread(target=work, name="mallrec-load", daemon=True).start()
