@@ -2,7 +2,7 @@
 
 The root only assembles subcommands; each side registers its own (`training.cli` for train,
 evaluate, tune, synth; `training.report_cli` for report; `training.simulate_cli` for simulate; `service.cli_commands` for serve, sink,
-recommend, demo, rules; `service.models_cli` for models list / rollback; `service.eventlog.log_cli`
+recommend, demo, rules; `service.models_cli` for models list / rollback / pin / unpin; `service.eventlog.log_cli`
 for log compact). Heavy imports (implicit, faiss, grpc) happen inside the commands, so
 `mallrec --help` is instant.
 """
