@@ -252,7 +252,7 @@ def build(settings: Settings, *, state: StateStore | None = None, registry: Slot
         if url is None:
             raise MallrecError("--log needs the service's Redis (--redis-url, or the embedded one)")
         sink = Sink(url, settings.log_dir, prefix=settings.redis_prefix, lock_ttl=settings.sink_lock_seconds,
-                    flush_seconds=settings.sink_flush_seconds,
+                    flush_seconds=settings.sink_flush_seconds, compact=settings.sink_compact,
                     metrics=SinkMetrics(metrics.registry))
     return App(settings=settings, metrics=metrics, models=models, slots=slots, state=state,
                recommender=recommender, watcher=watcher, health=health, embedded=embedded,

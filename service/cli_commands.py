@@ -148,6 +148,9 @@ def sink(
     lock_seconds: Annotated[float, typer.Option(
         min=0.5, envvar="MALLREC_SINK_LOCK_SECONDS",
         help="The sink's lock lives this long unless renewed: how soon a standby takes over from a dead sink.")] = 10.0,
+    compact: Annotated[bool, typer.Option(
+        "--compact/--no-compact", envvar="MALLREC_SINK_COMPACT",
+        help="After each UTC day ends, merge its part files into one (as `mallrec log compact`).")] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """The event-log sink: reads the servers' Redis Stream and writes day-partitioned Parquet files, each
@@ -163,7 +166,7 @@ def sink(
     metrics = Metrics()
     the_sink = Sink(url, log, prefix=prefix,
                     batch_max=batch, flush_seconds=flush_seconds, lock_ttl=lock_seconds,
-                    metrics=SinkMetrics(metrics.registry))
+                    compact=compact, metrics=SinkMetrics(metrics.registry))
     if metrics_port is not None:
         metrics.serve(metrics_port, metrics_host)
 

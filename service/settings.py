@@ -52,6 +52,7 @@ class Settings(BaseModel):
     log_dir: Path | None = None  # also run the sink in this process, writing Parquet here
     sink_lock_seconds: float = Field(10.0, ge=0.5)  # a dead sink's lock expires after this long
     sink_flush_seconds: float = Field(5.0, gt=0)  # the in-process sink writes a batch this old
+    sink_compact: bool = True  # the in-process sink compacts each closed UTC day's parts into one file
     max_track_events: int = Field(1000, ge=1, le=100_000)  # events one TrackEvents call may carry
     max_count: int = Field(100, ge=1, le=1000)  # the largest `count` a request may ask for
     reload_interval: float = Field(1.0, gt=0)  # seconds between checks of CURRENT and the rules file

@@ -23,7 +23,7 @@ import datetime as dt
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +94,19 @@ def closed_days(log_dir: Path, *, days: int | None = None, date: str | None = No
         first = (dt.date.fromisoformat(today) - dt.timedelta(days=days)).isoformat()
         found = [d for d in found if d >= first]
     return found
+
+
+def needs_compacting(folder: Path) -> bool:
+    """A day folder with more than one part, or an interrupted run's temporary output: the only days
+    worth opening (a day already compacted holds one part and nothing else)."""
+    if any(folder.glob(f"{TMP_PREFIX}*.tmp")):
+        return True
+    parts = 0
+    for p in folder.glob("part-*.parquet"):
+        parts += p.is_file()
+        if parts > 1:
+            return True
+    return False
 
 
 def _limit(log_dir: Path) -> StreamId | None:
@@ -223,16 +236,19 @@ def compact_day(log_dir: Path, date: str, *, target_rows: int = TARGET_ROWS, dry
 
 
 def compact_log(log_dir: Path, *, days: int | None = None, date: str | None = None,
-                target_rows: int = TARGET_ROWS, dry_run: bool = False,
-                now: float | None = None) -> Iterator[DayResult]:
-    """Compact each closed day in turn (one result per day, as it finishes). One run at a time: a lock
-    file in LOG_DIR (``.compact.lock``; readers skip dot files) keeps a second one out."""
+                target_rows: int = TARGET_ROWS, dry_run: bool = False, now: float | None = None,
+                untidy_only: bool = False) -> Generator[DayResult, None, None]:
+    """Compact each closed day in turn (one result per day, as it finishes; with ``untidy_only``, only
+    the days ``needs_compacting``). One run at a time: a lock file in LOG_DIR (``.compact.lock``;
+    readers skip dot files) keeps a second one out, the sink's own compaction included."""
     if not log_dir.is_dir():
         raise CompactError(f"{log_dir}: no such folder (expected the event log: "
                            f"date=YYYY-MM-DD/part-*.parquet)")
     if target_rows < 1:
         raise CompactError(f"--target-rows {target_rows}: must be at least 1")
     selected = closed_days(log_dir, days=days, date=date, now=now)
+    if untidy_only:
+        selected = [d for d in selected if needs_compacting(log_dir / f"date={d}")]
     limit = _limit(log_dir)
     with contextlib.ExitStack() as stack:
         if not dry_run:
@@ -240,6 +256,7 @@ def compact_log(log_dir: Path, *, days: int | None = None, date: str | None = No
             try:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CompactError(f"{log_dir}: another `mallrec log compact` is running on it") from None
+                raise CompactError(f"{log_dir}: another compaction (`mallrec log compact`, or the "
+                                   f"sink's own) is running on it") from None
         for d in selected:
             yield compact_day(log_dir, d, target_rows=target_rows, dry_run=dry_run, limit=limit)

@@ -47,8 +47,9 @@ def compact(
                        ] = False,
 ) -> None:
     """Merge each closed day's (UTC, before today) part files into one file per TARGET_ROWS rows, rows
-    in stream order, named part-<first id>_<last id>.parquet. Safe to stop at any moment and to rerun;
-    run it daily after midnight UTC."""
+    in stream order, named part-<first id>_<last id>.parquet. Safe to stop at any moment and to rerun.
+    A running sink does this by itself after each UTC day ends; this is for a log no sink compacts
+    (`mallrec sink --no-compact`, copied files) or to compact now."""
     from service.eventlog.compact import compact_log
 
     if days is not None and date is not None:

@@ -11,6 +11,9 @@ finds the old one's pending entries. The log folder must be the same for all of 
 
 On ``stop`` the sink writes what it holds and what the stream holds up to that moment, then
 releases the lock: a process that stops gracefully leaves every record in a file.
+
+The working sink also compacts each closed UTC day's parts into one file after the day ends
+(service.eventlog.autocompact; ``compact=False`` leaves that to `mallrec log compact`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from service.eventlog import files
+from service.eventlog.autocompact import DailyCompaction
 from service.eventlog.schema import decode_table
 from service.state.keys import log_stream_key, sink_lock_key
 
@@ -62,12 +66,16 @@ class SinkMetrics:
                             "the lock)", registry=r)
         self.last_write = Gauge("mallrec_eventlog_last_write_timestamp_seconds", "When the sink last "
                                 "committed a batch", registry=r)
+        self.compact_failures = Counter("mallrec_eventlog_compaction_failures", "Closed days the sink's "
+                                        "own compaction failed on (retried after the next UTC day change)",
+                                        registry=r)
 
 
 class Sink:
     def __init__(self, url: str, log_dir: Path, *, prefix: str = "mallrec:", batch_max: int = 10_000,
                  flush_seconds: float = 5.0, block_ms: int = 500, lock_ttl: float = 10.0,
-                 metrics: SinkMetrics | None = None) -> None:
+                 metrics: SinkMetrics | None = None, compact: bool = True,
+                 compact_stop_wait: float = 10.0, clock: Callable[[], float] = time.time) -> None:
         self.log_dir = Path(log_dir)
         self.key = log_stream_key(prefix)
         self.lock_key = sink_lock_key(prefix)
@@ -86,6 +94,10 @@ class Sink:
         self._written_since_log = 0
         self._logged_at = 0.0
         self._committed = (0, 0)  # the last stream id written and acknowledged by this sink
+        # ``clock``: the wall clock that says which UTC days are closed (tests move it)
+        self.compaction = DailyCompaction(self.log_dir, self.metrics.compact_failures, clock) if compact \
+            else None
+        self.compact_stop_wait = compact_stop_wait
 
     # ------------------------------------------------------------------ run
 
@@ -106,17 +118,39 @@ class Sink:
                     await self._ensure_group()
                     await self._recover()
                     while not stop.is_set() and await self._renew():
+                        if self.compaction is not None:
+                            self.compaction.poll()
                         await self._step(block=True)
                 except _ERRORS as e:
                     log.warning("event-log sink: Redis error, retrying",
                                 extra={"error": f"{type(e).__name__}: {e}"})
                     self._buffer.clear()  # still pending in Redis: the next recovery writes them
                     await _wait(stop, 1.0)
+            if self.compaction is not None:
+                self.compaction.halt()  # finishes the day it is on while the drain runs
             if self.holding:
                 await self._drain()
+            await self._await_compaction()
         finally:
+            if self.compaction is not None:
+                self.compaction.halt()
             await self._release()
             await self.client.aclose()
+
+    async def _await_compaction(self) -> None:
+        """Wait up to ``compact_stop_wait`` seconds for a compaction pass to finish its day, renewing
+        the lock meanwhile (a standby taking over would find the compaction lock taken); then leave
+        it behind (safe: see service.eventlog.autocompact)."""
+        if self.compaction is None:
+            return
+        deadline = time.monotonic() + self.compact_stop_wait
+        while not await self.compaction.wait(min(self.lock_ttl_ms / 3000, deadline - time.monotonic())):
+            if time.monotonic() >= deadline:
+                self.compaction.abandon()
+                return
+            if self.holding:
+                with contextlib.suppress(*_ERRORS):
+                    await self._renew()
 
     async def _step(self, *, block: bool) -> int:
         """Read once (waiting up to ``block_ms`` for entries), commit when the batch is due; the number
