@@ -48,15 +48,30 @@ T = TypeVar("T")
 LOAD_SWITCH_INTERVAL = 0.0005
 
 
+class _Sharing:
+    """Who is sharing the GIL now: the interval goes back only when the last of them ends, whatever
+    order they end in (a bundle load and the sink's compaction may overlap)."""
+
+    lock = threading.Lock()
+    count = 0
+    before = 0.005
+
+
 @contextmanager
 def sharing_the_gil(interval: float = LOAD_SWITCH_INTERVAL) -> Iterator[None]:
     """Let other threads (the event loop) take the GIL more often for the duration."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, previous))
+    with _Sharing.lock:
+        if _Sharing.count == 0:
+            _Sharing.before = sys.getswitchinterval()
+        _Sharing.count += 1
+        sys.setswitchinterval(min(interval, sys.getswitchinterval()))
     try:
         yield
     finally:
-        sys.setswitchinterval(previous)
+        with _Sharing.lock:
+            _Sharing.count -= 1
+            if _Sharing.count == 0:
+                sys.setswitchinterval(_Sharing.before)
 
 
 #: How much lower the loader thread's CPU priority is than the server's (a nice increment).

@@ -135,3 +135,16 @@ def test_a_failing_load_is_rejected_and_the_old_model_keeps_serving(tmp_path: Pa
     watcher = BundleWatcher(tmp_path, holder, loader=loader)
     assert not asyncio.run(watcher.check())
     assert holder.current is None and watcher.rejected == current_version(tmp_path)
+
+
+def test_overlapping_gil_sharing_restores_the_interval_when_the_last_one_ends() -> None:
+    from service.reload import LOAD_SWITCH_INTERVAL, sharing_the_gil
+
+    before = sys.getswitchinterval()
+    first, second = sharing_the_gil(), sharing_the_gil()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start ends first: the second still loads
+    assert sys.getswitchinterval() == LOAD_SWITCH_INTERVAL
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before
