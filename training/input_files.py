@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from service.errors import MallrecError
-from service.eventlog.schema import BEHAVIOUR, LOG_EVENTS, SCHEMA, is_log_dir, log_files
+from service.eventlog.schema import BEHAVIOUR, LOG_EVENTS, SCHEMA, is_log_dir, with_log_files
 from training import columns as col
 
 MAX_EXAMPLES = 5
@@ -177,20 +177,29 @@ class LogInput:
         if not is_log_dir(self.path):
             raise InputError(f"{self.name}: a folder but not an event log (no date=YYYY-MM-DD partitions): "
                              f"--events takes an events file or the service's event log folder")
-        self.files = log_files(self.path, since)
-        self.left_out: dict[str, int] = {}
-        self._kept = np.zeros(len(self.files), dtype=np.int64)  # rows each part file gave the table
         fmt = pds.ParquetFileFormat(read_options=pds.ParquetReadOptions(dictionary_columns=["event"]))
-        batches, self.rows_read = [], 0
-        try:
-            scan = pds.dataset([str(f) for f in self.files], format=fmt, schema=_LOG_SCHEMA)
-            for batch in scan.to_batches(columns=[*_LOG_SCHEMA.names, "__fragment_index"]):
+        self.files: list[Path] = []
+        self.left_out: dict[str, int] = {}
+        self.rows_read = 0
+
+        def scan(files: list[Path]) -> list[pa.RecordBatch]:
+            """Every kept row of ``files`` (a fresh count each time: a compaction may make it start over)."""
+            self.files, self.rows_read = files, 0
+            self.left_out.clear()
+            self._kept = np.zeros(len(files), dtype=np.int64)  # rows each part file gave the table
+            batches = []
+            data = pds.dataset([str(f) for f in files], format=fmt, schema=_LOG_SCHEMA)
+            for batch in data.to_batches(columns=[*_LOG_SCHEMA.names, "__fragment_index"]):
                 keep = self._keep(batch.column("event"), batch.column("ts"), count=True)
                 self.rows_read += batch.num_rows
                 part = col.to_numpy(batch.column("__fragment_index"), 0)[keep]
-                self._kept += np.bincount(part, minlength=len(self.files))
+                self._kept += np.bincount(part, minlength=len(files))
                 if keep.any():
                     batches.append(batch.select(_LOG_SCHEMA.names).filter(pa.array(keep)))
+            return batches
+
+        try:
+            batches = with_log_files(self.path, scan, since)
         except (pa.ArrowException, OSError) as e:
             raise InputError(f"{self.name}: cannot read the event log ({e})") from e
         self.table = pa.Table.from_batches(batches, schema=_LOG_SCHEMA)
@@ -232,7 +241,7 @@ class LogInput:
 
     def records(self) -> int:
         """Records in the whole log, every kind and day (read from the part files' footers)."""
-        return sum(pq.read_metadata(f).num_rows for f in log_files(self.path))
+        return with_log_files(self.path, lambda files: sum(pq.read_metadata(f).num_rows for f in files))
 
 
 class Sources:

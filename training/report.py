@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import MallrecError
-from service.eventlog.schema import day, log_files
+from service.eventlog.schema import day, log_files, with_log_files
 from training import input_files
 
 BY = ("slot", "source", "position", "day", "rule")  # group keys of ``Attribution.group``
@@ -210,17 +210,20 @@ class Attribution:
         if not log_files(self.log_dir, self.since):
             raise ReportError(f"{self.log_dir}: no event log files from {day(self.since)} on")
         lookback = int(self.since) - max(self.click_window, self.purchase_window)
-        files = [str(p) for p in log_files(self.log_dir, lookback)]
-        self.files = len(files)
         self.con = duckdb.connect()
         self.con.execute("SET enable_progress_bar = false")  # the CLI shows its own status
-        try:
+
+        def load(files: list[Path]) -> int:
             self.con.execute(
-                "CREATE TEMP TABLE log AS SELECT member_id, item_id, event, ts, quantity, slot, position, "
-                "request_id, source, rules, experiment, arm "
+                "CREATE OR REPLACE TEMP TABLE log AS SELECT member_id, item_id, event, ts, quantity, slot, "
+                "position, request_id, source, rules, experiment, arm "
                 "FROM read_parquet($files, hive_partitioning = false) "
                 "WHERE ts >= $lo AND event IN ('served', 'impression', 'click', 'cart', 'purchase')",
-                {"files": files, "lo": lookback})
+                {"files": [str(p) for p in files], "lo": lookback})
+            return len(files)
+
+        try:
+            self.files = with_log_files(self.log_dir, load, lookback)
         except duckdb.Error as e:
             raise ReportError(f"{self.log_dir}: cannot read the event log ({_first_line(e)})") from e
         if not self._one(f"SELECT count(*) FROM log WHERE ts >= {int(self.since)}"):

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -211,6 +211,27 @@ def log_files(log_dir: Path, since: float | None = None) -> list[Path]:
     return out
 
 
+R = TypeVar("R")
+#: Listings a reader tries before it gives up on a log whose files keep changing under it.
+LISTINGS = 5
+
+
+def with_log_files(log_dir: Path, read: Callable[[list[Path]], R], since: float | None = None) -> R:
+    """``read(files)`` over the log's files (``log_files``). A compaction may replace some of them
+    between the listing and the read (it renames its file in, then deletes the parts): when the read
+    fails and a listed file is gone, the log is listed again and read again, so the rows come from
+    the compacted file instead, once each."""
+    for attempt in range(LISTINGS):
+        files = log_files(log_dir, since)
+        try:
+            return read(files)
+        except Exception:
+            if attempt + 1 < LISTINGS and not all(f.exists() for f in files):
+                continue
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def is_log_dir(path: Path) -> bool:
     """A folder of the event log (has ``date=`` partitions or the sink's state), not an events file."""
     return path.is_dir() and (any(path.glob("date=*")) or (path / "_sink").is_dir())
@@ -223,15 +244,18 @@ def read_log(log_dir: Path, since: float | None = None, columns: Iterable[str] |
     import pyarrow.dataset as pads
 
     names = list(columns) if columns is not None else list(COLUMNS)
-    files = log_files(log_dir, since)
-    if not files:
-        return SCHEMA.empty_table().select(names)
     where = None
     if since is not None:
         where = pads.field("ts") >= int(since)
     if events is not None:
         kinds = pads.field("event").isin(list(events))
         where = kinds if where is None else where & kinds
-    # one dataset over every part file: read in parallel, filtered while scanning
-    return pads.dataset([str(f) for f in files], format="parquet", schema=SCHEMA).to_table(
-        columns=names, filter=where)
+
+    def read(files: list[Path]) -> pa.Table:
+        if not files:
+            return SCHEMA.empty_table().select(names)
+        # one dataset over every part file: read in parallel, filtered while scanning
+        return pads.dataset([str(f) for f in files], format="parquet", schema=SCHEMA).to_table(
+            columns=names, filter=where)
+
+    return with_log_files(log_dir, read, since)

@@ -235,3 +235,31 @@ def test_the_command_prints_each_day_and_a_total_and_exits_2_on_a_bad_day(tmp_pa
     assert len(list((log / f"date={second}").iterdir())) == 4, "the bad day is left as it was"
     missing = mallrec("log", "compact", "--log", str(tmp_path / "nope"))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such folder" in missing.stderr
+
+
+@pytest.mark.parametrize("reader", ["read_log", "train's log input"])
+def test_a_reader_a_compaction_overtakes_lists_again_and_reads_every_row_once(
+        log: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """A compaction between a reader's listing and its read deletes the parts it listed: the reader
+    lists again and takes the rows from the compacted file, once each."""
+    from service.eventlog import schema
+
+    def read() -> list[tuple[object, ...]]:
+        table = read_log(log) if reader == "read_log" else LogInput(log).table
+        return sorted(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+
+    before = read()
+    listed = schema.log_files
+    listings: list[int] = []
+
+    def then_compact(log_dir: Path, since: float | None = None) -> list[Path]:
+        found = listed(log_dir, since)
+        listings.append(len(found))
+        if len(listings) == 1:
+            run(log)  # renames its files in, then deletes the parts just listed
+        return found
+
+    monkeypatch.setattr(schema, "log_files", then_compact)
+    got = read()
+    assert len(listings) == 2 and listings[1] < listings[0], "the reader did not list the log again"
+    assert got == before  # every row, once
