@@ -73,7 +73,10 @@ def interleave(pools: Sequence[list[int]], weights: Sequence[float], n: int | No
 def _place(pools: Sequence[list[int]], starts: list[int], weights: Sequence[float], n: int | None
            ) -> tuple[list[int], list[tuple[int, int]]]:
     """``interleave`` with each placed item given as its position in the pools laid end to end
-    (``starts``: where each pool begins), so a slate maps them to rows with one take."""
+    (``starts``: where each pool begins), so a slate maps them to rows with one take.
+
+    While every pool runs, the turns are the shared sequence for these weights; once one runs out,
+    the round-robin goes on turn by turn over the pools left, from the credits at that turn."""
     limit = sum(len(p) for p in pools) if n is None else n
     out: list[int] = []
     also: list[tuple[int, int]] = []
@@ -83,8 +86,20 @@ def _place(pools: Sequence[list[int]], starts: list[int], weights: Sequence[floa
     heads = [0] * len(pools)
     sizes = [len(p) for p in pools]
     turns = _turns(tuple(weights))
-    # every pool running: the shared turn sequence; each turn places one item until a pool runs out
-    for step, k in enumerate(turns.upto(limit + 1)):
+    shared = turns.upto(limit + 1)  # each turn places one item until a pool runs out: enough turns
+    running: list[int] | None = None  # the pools left, once one ran out
+    w: list[float] = []
+    credit: list[float] = []
+    total = 0.0
+    best = step = 0
+    while len(out) < limit:
+        if running is None:
+            k = shared[step]
+        elif running:
+            best = 0 if len(running) == 1 else _next_turn(credit, w, total)
+            k = running[best]
+        else:
+            break
         pool, i, end = pools[k], heads[k], sizes[k]
         while i < end and pool[i] in placed:
             also.append((placed[pool[i]], k))
@@ -94,14 +109,16 @@ def _place(pools: Sequence[list[int]], starts: list[int], weights: Sequence[floa
             out.append(starts[k] + i)
             i += 1
         heads[k] = i
-        if i >= end:
-            running = [j for j in range(len(pools)) if j != k]
-            credit = [c for j, c in enumerate(turns.credits[step]) if j != k]
-            w = [weights[j] for j in running]
-            _round_robin(running, pools, starts, w, heads, credit, placed, out, also, limit)
-            break
-        if len(out) >= limit:
-            break
+        if i >= end:  # pool k ran out
+            if running is None:
+                running = [j for j in range(len(pools)) if j != k]
+                credit = [c for j, c in enumerate(turns.credits[step]) if j != k]
+                w = [weights[j] for j in running]
+            else:
+                for column in (running, w, credit):
+                    del column[best]
+            total = sum(w)  # summed afresh, as the turns were: a difference in the last bit can flip a tie
+        step += 1
     return out, also
 
 
@@ -147,26 +164,3 @@ def _next_turn(credit: list[float], w: Sequence[float], total: float) -> int:
             best = j  # ties go to the recipe's first source
     credit[best] -= total
     return best
-
-
-def _round_robin(running: list[int], pools: Sequence[list[int]], starts: list[int], w: list[float],
-                 heads: list[int], credit: list[float], placed: dict[int, int], out: list[int],
-                 also: list[tuple[int, int]], limit: int) -> None:
-    """The round-robin turn by turn, once a pool ran out (``running``: the pools left)."""
-    total = sum(w)  # summed afresh, as the turns were: a difference in the last bit can flip a tie
-    while running and len(out) < limit:
-        best = 0 if len(running) == 1 else _next_turn(credit, w, total)
-        k = running[best]
-        pool, i, end = pools[k], heads[k], len(pools[k])
-        while i < end and pool[i] in placed:
-            also.append((placed[pool[i]], k))
-            i += 1
-        if i < end:
-            placed[pool[i]] = len(out)
-            out.append(starts[k] + i)
-            i += 1
-        heads[k] = i
-        if i >= end:
-            for column in (running, w, credit):
-                del column[best]
-            total = sum(w)
