@@ -51,9 +51,7 @@ class Interleave:
         slate.order = flat[placed]
         n = len(placed)
         if limit is not None and n == limit:  # the scores count every item the full blend would place
-            every = np.zeros(len(q.model.item_ids), dtype=bool)
-            every[slate.item[flat]] = True
-            n = int(np.count_nonzero(every))
+            n = len(set(items))  # the distinct items of the pools, whatever the catalogue's size
         slate.score[slate.order] = 1.0 - np.arange(len(placed)) / n
         slate.met_again(slate.order, also, [names[k] for k in live])
 
