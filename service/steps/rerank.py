@@ -91,16 +91,18 @@ def _learned_order(q: SlotQuery, runtime: RerankRuntime, slate: Slate) -> np.nda
     base = slate.first_stage(rows)
     first = np.argsort(-base, kind="stable")  # the blended order, before any boost
     ordered = rows[first]
-    found = batch(slate, ordered)
+    found = batch(slate, ordered, base[first])
     scores = runtime.scorer.score(compute(runtime.ctx, q.profile.rerank_inputs(runtime.ctx), found))
     return ordered[np.argsort(-scores, kind="stable")]
 
 
-def batch(slate: Slate, rows: np.ndarray) -> Candidates:
+def batch(slate: Slate, rows: np.ndarray, first_stage: np.ndarray | None = None) -> Candidates:
     """The re-ranker's batch of ``rows`` (given in their first-stage order): what the model scores
-    here, and what the trainer's pools (training/rerank_candidates.py) give it to learn from."""
+    here, and what the trainer's pools (training/rerank_candidates.py) give it to learn from.
+    ``first_stage``: the rows' first-stage scores when the caller has them already."""
     codes = np.array([SOURCE_INDEX.get(o.name, OTHER_SOURCE) for o in slate.origins], dtype=np.int64)
-    return Candidates(slate.item[rows], codes[slate.src[rows]], slate.first_stage(rows), np.arange(len(rows)))
+    scores = slate.first_stage(rows) if first_stage is None else first_stage
+    return Candidates(slate.item[rows], codes[slate.src[rows]], scores, np.arange(len(rows)))
 
 
 def _fall_back(why: str) -> Report:
